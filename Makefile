@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# uffdwp: plain make. `make` builds the core library, the uffdwp command,
+# the CRIU plugin and the test workloads into $(BUILD); nothing is written
+# into the source tree.
+
+BUILD      ?= build
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+PLUGINDIR  ?= /usr/lib/criu
+DESTDIR    ?=
+PYTHON     ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+CC         ?= cc
+PROTOC_C   ?= protoc-c
+CFLAGS     ?= -O2 -g
+WARNINGS   := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 \
+	      -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS   += -D_GNU_SOURCE -Iplugin/include -Iplugin/lib -I$(BUILD)/images
+ALL_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden $(WARNINGS) $(CFLAGS)
+LDLIBS     += -lprotobuf-c -lzstd -lpthread
+
+ifeq ($(SANITIZE),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+PROTOS      := $(wildcard images/*.proto)
+PROTO_SRCS  := $(patsubst images/%.proto,$(BUILD)/images/%.pb-c.c,$(PROTOS))
+PROTO_HDRS  := $(PROTO_SRCS:.c=.h)
+LIB_SRCS    := $(wildcard plugin/lib/*.c)
+LIB_OBJS    := $(patsubst plugin/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS)) \
+	       $(PROTO_SRCS:.c=.o)
+CLI_SRCS    := $(wildcard plugin/cli/*.c)
+CLI_OBJS    := $(patsubst plugin/cli/%.c,$(BUILD)/cli/%.o,$(CLI_SRCS))
+CRIU_SRCS   := $(wildcard plugin/criu/*.c)
+CRIU_OBJS   := $(patsubst plugin/criu/%.c,$(BUILD)/criu/%.o,$(CRIU_SRCS))
+WL_SRCS     := $(wildcard test/workloads/*.c)
+WL_BINS     := $(patsubst test/workloads/%.c,$(BUILD)/test/%,$(WL_SRCS))
+
+LIB         := $(BUILD)/libuffdwp.a
+CLI         := $(BUILD)/uffdwp
+PLUGIN      := $(if $(CRIU_SRCS),$(BUILD)/uffdwp_plugin.so)
+
+.PHONY: all test lint install uninstall bench clean demo
+.DELETE_ON_ERROR:
+
+all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS)
+
+$(BUILD)/images/%.pb-c.c $(BUILD)/images/%.pb-c.h: images/%.proto
+	@mkdir -p $(@D)
+	$(PROTOC_C) --proto_path=images --c_out=$(BUILD)/images $<
+
+$(BUILD)/images/%.pb-c.o: $(BUILD)/images/%.pb-c.c
+	$(CC) $(CPPFLAGS) -std=gnu11 -fPIC $(CFLAGS) -Wall -Werror -c -o $@ $<
+
+$(BUILD)/lib/%.o: plugin/lib/%.c $(PROTO_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/cli/%.o: plugin/cli/%.c $(PROTO_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CRIU_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(CLI): $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
+
+$(BUILD)/uffdwp_plugin.so: $(CRIU_OBJS) $(LIB) plugin/criu/uffdwp_plugin.map
+	$(CC) $(LDFLAGS) -shared -Wl,--version-script=plugin/criu/uffdwp_plugin.map \
+		-o $@ $(CRIU_OBJS) $(LIB) $(LDLIBS)
+
+# Workloads are test programs: same warnings, no library.
+$(BUILD)/test/%: test/workloads/%.c test/workloads/workload.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Itest/workloads -std=gnu11 $(WARNINGS) $(CFLAGS) -o $@ $< -lpthread
+
+test: all
+	UFFDWP_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -ra test $(PYTEST_ARGS)
+
+demo: all
+	scripts/demo.sh
+
+bench: all
+	scripts/bench-track --out $(BUILD)/bench-track.json
+
+C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+lint:
+	clang-format --dry-run -Werror $(C_FILES)
+	scripts/lint-log.sh $(C_FILES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+		--suppress=missingIncludeSystem --inline-suppr \
+		-D_GNU_SOURCE -Iplugin/include -Iplugin/lib $(filter %.c,$(C_FILES))
+
+install: all
+	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/uffdwp
+	$(if $(PLUGIN),install -D -m 0644 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so)
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/uffdwp $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(wildcard $(BUILD)/*/*.d)

@@ -1,0 +1,22 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Installs what uffdwp needs to build and test, from Debian's packages only.
+#   build-essential      the C compiler and make
+#   libzstd-dev          page data compression
+#   libprotobuf-c-dev,
+#   protobuf-c-compiler  image index records (images/*.proto)
+#   libnl-3-dev          CRIU's plugin headers include it
+#   python3-pytest       the test suite (run with Debian's /usr/bin/python3)
+#   python3-protobuf     CRIU's zdtm and crit need it
+#   liblz4-dev, lz4      the benchmark compares against lz4
+#   clang, clang-format, cppcheck   fuzzing and `make lint`
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends \
+	build-essential pkg-config git \
+	libzstd-dev zstd libprotobuf-c-dev protobuf-c-compiler libnl-3-dev \
+	python3 python3-pytest python3-protobuf \
+	liblz4-dev lz4 clang clang-format cppcheck
