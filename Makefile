@@ -45,6 +45,8 @@ PLUGIN      := $(if $(CRIU_SRCS),$(BUILD)/uffdwp_plugin.so)
 
 .PHONY: all test lint install uninstall bench clean demo
 .DELETE_ON_ERROR:
+# Generated protobuf-c sources are not intermediates to delete.
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
 all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS)
 

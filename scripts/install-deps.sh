@@ -6,7 +6,7 @@
 #   libprotobuf-c-dev,
 #   protobuf-c-compiler  image index records (images/*.proto)
 #   libnl-3-dev          CRIU's plugin headers include it
-#   python3-pytest       the test suite (run with Debian's /usr/bin/python3)
+#   python3-pytest, python3-pytest-timeout   the test suite (Debian's /usr/bin/python3)
 #   python3-protobuf     CRIU's zdtm and crit need it
 #   liblz4-dev, lz4      the benchmark compares against lz4
 #   clang, clang-format, cppcheck   fuzzing and `make lint`
@@ -18,5 +18,5 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
 	build-essential pkg-config git \
 	libzstd-dev zstd libprotobuf-c-dev protobuf-c-compiler libnl-3-dev \
-	python3 python3-pytest python3-protobuf \
+	python3 python3-pytest python3-pytest-timeout python3-protobuf \
 	liblz4-dev lz4 clang clang-format cppcheck

@@ -8,7 +8,8 @@
 /* Each returns the process exit code: 0 success, 1 failure, 2 usage. */
 int cmd_track(int argc, char **argv);
 int cmd_img(int argc, char **argv);
-int cmd_holder(int argc, char **argv);
+/* Hidden: poke at single library pieces (tests, kernel bring-up). */
+int cmd_debug(int argc, char **argv);
 
 /* Set by the global --json / -v options, before the subcommand runs. */
 extern bool cli_json;

@@ -18,7 +18,7 @@ static const struct {
 } commands[] = {
 	{ "track", cmd_track, "track the pages a running process tree writes" },
 	{ "img", cmd_img, "inspect, verify, merge and flatten compressed images" },
-	{ "__holder", cmd_holder, NULL }, /* internal: the process that keeps the uffds */
+	{ "__debug", cmd_debug, NULL }, /* internal: library pieces, for the tests */
 };
 
 static void usage(FILE *f)

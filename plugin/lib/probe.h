@@ -26,12 +26,20 @@ enum uffdwp_feature {
 /* Name, first kernel, and whether the tracker cannot work without it. */
 const char *uffdwp_feature_name(enum uffdwp_feature f);
 const char *uffdwp_feature_kernel(enum uffdwp_feature f);
+bool uffdwp_feature_required(enum uffdwp_feature f);
 
 /*
  * Whether the running kernel has @f. Probes on first use.
  * Returns 1 present, 0 missing, -errno if the probe itself failed.
  */
 int uffdwp_feature_has(enum uffdwp_feature f);
+
+/*
+ * Why @f was found missing: the errno the kernel answered the probe with
+ * (EPERM points at a seccomp filter or a sysctl rather than an old kernel;
+ * ENOENT/EOPNOTSUPP at a kernel built without it). 0 if @f is not missing.
+ */
+int uffdwp_feature_why(enum uffdwp_feature f);
 
 /*
  * Check every feature the tracker cannot work without. On the first one

@@ -74,4 +74,9 @@ struct pm_scan_arg {
 #define MADV_COLLAPSE 25
 #endif
 
+/* Linux 6.9: pidfd_open() of a thread that is not the group leader (O_EXCL). */
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD 00000200
+#endif
+
 #endif /* UFFDWP_UAPI_H__ */

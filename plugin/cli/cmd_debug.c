@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * `uffdwp __debug`: hidden entry points into single library pieces, for the
+ * tests and for poking at a kernel by hand. Output is "key value" lines (or
+ * tab-separated rows) so that scripts can read it; not a stable interface.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include "uapi/uffdwp-uapi.h"
+#include "cli.h"
+#include "inject.h"
+#include "log.h"
+#include "probe.h"
+
+/* Short keys for scripts; the library's names are for people. */
+static const char *const feature_keys[UFFDWP_FEAT__MAX] = {
+	[UFFDWP_FEAT_USERFAULTFD] = "USERFAULTFD",
+	[UFFDWP_FEAT_UFFD_WP] = "UFFD_WP",
+	[UFFDWP_FEAT_WP_UNPOPULATED] = "WP_UNPOPULATED",
+	[UFFDWP_FEAT_WP_ASYNC] = "WP_ASYNC",
+	[UFFDWP_FEAT_PAGEMAP_SCAN] = "PAGEMAP_SCAN",
+	[UFFDWP_FEAT_PTE_MARKER] = "PTE_MARKER",
+	[UFFDWP_FEAT_WP_SHMEM] = "WP_SHMEM",
+	[UFFDWP_FEAT_PIDFD_GETFD] = "PIDFD_GETFD",
+	[UFFDWP_FEAT_THP] = "THP",
+	[UFFDWP_FEAT_MADV_COLLAPSE] = "MADV_COLLAPSE",
+};
+
+/* System calls that make sense without pointer arguments. */
+static const struct {
+	const char *name;
+	long nr;
+} syscall_names[] = {
+	{ "getpid", __NR_getpid },	     { "gettid", __NR_gettid },
+	{ "getppid", __NR_getppid },	     { "getuid", __NR_getuid },
+	{ "sched_yield", __NR_sched_yield }, { "pause", __NR_pause },
+	{ "close", __NR_close },	     { "dup", __NR_dup },
+};
+
+static void debug_usage(FILE *f)
+{
+	fprintf(f, "usage: uffdwp __debug probe\n"
+		   "       uffdwp __debug inject-uffd [-n COUNT] PID\n"
+		   "       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
+		   "\n"
+		   "-n: attach COUNT times, -r: run the call REPEAT times in each attach\n");
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* min/median/max of @n timings, sorted in place. */
+static void print_times(double *t, int n)
+{
+	qsort(t, n, sizeof(*t), cmp_double);
+	printf("usec_min %.1f\nusec_median %.1f\nusec_max %.1f\n", t[0], t[n / 2], t[n - 1]);
+}
+
+/* Entries in /proc/PID/fd, or -1 if it cannot be read (zombie leader: see task/). */
+static int count_fds(pid_t pid)
+{
+	struct dirent *de;
+	char path[64];
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int parse_count(const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v <= 0 || v > 1000000) {
+		fprintf(stderr, "uffdwp: '%s' is not a count\n", arg);
+		return -1;
+	}
+	return (int)v;
+}
+
+static int debug_probe(void)
+{
+	int f, has;
+
+	for (f = 0; f < UFFDWP_FEAT__MAX; f++) {
+		has = uffdwp_feature_has(f);
+		printf("%s\t%s\t%s\t%s\t%s\t%s\n", feature_keys[f],
+		       has > 0 ? "present" : has == 0 ? "missing" : "error",
+		       uffdwp_feature_name(f), uffdwp_feature_kernel(f),
+		       uffdwp_feature_required(f) ? "required" : "optional",
+		       has < 0	 ? uffdwp_strerror(-has) :
+		       has == 0 ? uffdwp_strerror(uffdwp_feature_why(f)) :
+				  "-");
+	}
+	return uffdwp_probe_tracker() ? 1 : 0;
+}
+
+static int debug_inject_uffd(pid_t pid, int count)
+{
+	int before, after = -1, fd = -1, i, ret = 1;
+	char path[64], link[PATH_MAX];
+	double *t, t0;
+	ssize_t n;
+
+	t = calloc(count, sizeof(*t));
+	if (!t)
+		return 1;
+	before = count_fds(pid);
+	for (i = 0; i < count; i++) {
+		if (fd >= 0)
+			close(fd);
+		t0 = now_us();
+		fd = uffdwp_inject_userfaultfd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+		t[i] = now_us() - t0;
+		if (fd < 0) {
+			fprintf(stderr, "uffdwp: cannot create a userfaultfd in %d: %s\n", pid,
+				uffdwp_strerror(-fd));
+			goto out;
+		}
+	}
+	after = count_fds(pid);
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	link[n > 0 ? n : 0] = '\0';
+	printf("fd %d\nlink %s\ntarget_fds_before %d\ntarget_fds_after %d\n", fd, link, before,
+	       after);
+	print_times(t, count);
+	close(fd);
+	ret = 0;
+out:
+	free(t);
+	return ret;
+}
+
+static int debug_remote_syscall(pid_t pid, int count, int repeat, int argc, char **argv)
+{
+	unsigned long a[6] = { 0 };
+	struct uffdwp_remote *r;
+	long nr = -1, res = 0;
+	double *t, t0;
+	size_t i;
+	int err, k, j, ret = 1;
+
+	for (i = 0; i < sizeof(syscall_names) / sizeof(syscall_names[0]); i++)
+		if (!strcmp(argv[0], syscall_names[i].name))
+			nr = syscall_names[i].nr;
+	if (nr < 0) {
+		char *end;
+
+		nr = strtol(argv[0], &end, 0);
+		if (*end || end == argv[0] || nr < 0) {
+			fprintf(stderr, "uffdwp: unknown system call '%s'\n", argv[0]);
+			return 2;
+		}
+	}
+	if (argc > 7) {
+		debug_usage(stderr);
+		return 2;
+	}
+	for (k = 1; k < argc; k++)
+		a[k - 1] = strtoul(argv[k], NULL, 0);
+
+	t = calloc(count, sizeof(*t));
+	if (!t)
+		return 1;
+	for (k = 0; k < count; k++) {
+		t0 = now_us();
+		err = uffdwp_remote__attach(pid, &r);
+		if (!err) {
+			for (j = 0; j < repeat && !err; j++)
+				err = uffdwp_remote__syscall(r, &res, nr, a[0], a[1], a[2], a[3],
+							     a[4], a[5]);
+			if (!err && k == 0)
+				printf("tid %d\n", uffdwp_remote__tid(r));
+			uffdwp_remote__detach(r);
+		}
+		t[k] = now_us() - t0;
+		if (err) {
+			fprintf(stderr, "uffdwp: cannot run syscall %ld in %d: %s\n", nr, pid,
+				uffdwp_strerror(-err));
+			goto out;
+		}
+	}
+	printf("ret %ld\n", res);
+	print_times(t, count);
+	ret = 0;
+out:
+	free(t);
+	return ret;
+}
+
+int cmd_debug(int argc, char **argv)
+{
+	int i = 2, count = 1, repeat = 1, *opt;
+	pid_t pid;
+
+	if (argc < 2) {
+		debug_usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "probe"))
+		return debug_probe();
+
+	while (i + 1 < argc && (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-r"))) {
+		opt = argv[i][1] == 'n' ? &count : &repeat;
+		*opt = parse_count(argv[i + 1]);
+		if (*opt < 0)
+			return 2;
+		i += 2;
+	}
+	if (i >= argc) {
+		debug_usage(stderr);
+		return 2;
+	}
+	pid = cli_parse_pid(argv[i]);
+	if (pid < 0)
+		return 2;
+
+	if (!strcmp(argv[1], "inject-uffd") && i + 1 == argc)
+		return debug_inject_uffd(pid, count);
+	if (!strcmp(argv[1], "remote-syscall") && i + 1 < argc)
+		return debug_remote_syscall(pid, count, repeat, argc - i - 1, argv + i + 1);
+	debug_usage(stderr);
+	return 2;
+}

@@ -1,0 +1,673 @@
+// SPDX-License-Identifier: GPL-2.0
+#define LOG_PREFIX "holder: "
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "holder.h"
+#include "log.h"
+
+#define WIRE_MAGIC 0x31505755u /* "UWP1" */
+#define WIRE_MAX   (256u << 20)
+
+enum wire_type {
+	REQ_SCAN = 1,
+	REQ_COMMIT,
+	REQ_STATUS,
+	REQ_STOP,
+	RESP_OK = 100,
+	RESP_ERR,
+	RESP_REPORT,
+	RESP_STATUS,
+	RESP_STOP,
+};
+
+struct wire_hdr {
+	uint32_t magic;
+	uint32_t type;
+	uint64_t len;
+};
+
+struct buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+	size_t off; /* read cursor */
+	bool bad;   /* a read ran past the end */
+};
+
+static int buf_put(struct buf *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		uint8_t *p;
+
+		while (cap < b->len + len)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static int put_u64(struct buf *b, uint64_t v)
+{
+	return buf_put(b, &v, sizeof(v));
+}
+
+static uint64_t get_u64(struct buf *b)
+{
+	uint64_t v = 0;
+
+	if (b->off + sizeof(v) > b->len) {
+		b->bad = true;
+		return 0;
+	}
+	memcpy(&v, b->p + b->off, sizeof(v));
+	b->off += sizeof(v);
+	return v;
+}
+
+static int report_encode(const struct uffdwp_report *r, struct buf *b)
+{
+	size_t i, j;
+	int err = 0;
+
+	err |= put_u64(b, r->gen);
+	err |= put_u64(b, r->scan_ns);
+	err |= put_u64(b, r->shmem_objects);
+	err |= put_u64(b, r->shmem_shared_objects);
+	err |= put_u64(b, r->nr_tasks);
+	for (i = 0; i < r->nr_tasks; i++) {
+		const struct uffdwp_task_report *t = &r->tasks[i];
+
+		err |= put_u64(b, (uint64_t)t->pid);
+		err |= put_u64(b, t->flags);
+		err |= put_u64(b, t->written_bytes);
+		err |= put_u64(b, t->pending_bytes);
+		err |= put_u64(b, t->tracked_bytes);
+		err |= put_u64(b, t->thp_bytes_start);
+		err |= put_u64(b, t->thp_bytes_now);
+		err |= put_u64(b, t->dirty.nr);
+		err |= put_u64(b, t->nr_notes);
+		for (j = 0; j < t->dirty.nr; j++) {
+			err |= put_u64(b, t->dirty.r[j].start);
+			err |= put_u64(b, t->dirty.r[j].end);
+		}
+		for (j = 0; j < t->nr_notes; j++) {
+			err |= put_u64(b, t->notes[j].start);
+			err |= put_u64(b, t->notes[j].end);
+			err |= put_u64(b, t->notes[j].reason);
+			err |= put_u64(b, (uint64_t)(int64_t)t->notes[j].err);
+		}
+	}
+	return err ? -ENOMEM : 0;
+}
+
+static int report_decode(struct buf *b, struct uffdwp_report **out)
+{
+	struct uffdwp_report *r;
+	size_t i, j;
+	uint64_t n;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->gen = get_u64(b);
+	r->scan_ns = get_u64(b);
+	r->shmem_objects = get_u64(b);
+	r->shmem_shared_objects = get_u64(b);
+	n = get_u64(b);
+	/* Each task takes at least 9 words: refuse counts the buffer cannot hold. */
+	if (b->bad || n > (b->len - b->off) / 72)
+		goto err_bad;
+	r->tasks = calloc(n ? n : 1, sizeof(*r->tasks));
+	if (!r->tasks)
+		goto err_nomem;
+	r->nr_tasks = n;
+	for (i = 0; i < n; i++) {
+		struct uffdwp_task_report *t = &r->tasks[i];
+		uint64_t nr, nn;
+
+		t->pid = (pid_t)get_u64(b);
+		t->flags = (uint32_t)get_u64(b);
+		t->written_bytes = get_u64(b);
+		t->pending_bytes = get_u64(b);
+		t->tracked_bytes = get_u64(b);
+		t->thp_bytes_start = get_u64(b);
+		t->thp_bytes_now = get_u64(b);
+		nr = get_u64(b);
+		nn = get_u64(b);
+		if (b->bad || nr > (b->len - b->off) / 16 || nn > (b->len - b->off) / 32)
+			goto err_bad;
+		for (j = 0; j < nr; j++) {
+			uint64_t s = get_u64(b), e = get_u64(b);
+
+			if (uffdwp_rangeset__add(&t->dirty, s, e))
+				goto err_nomem;
+		}
+		t->notes = calloc(nn ? nn : 1, sizeof(*t->notes));
+		if (!t->notes)
+			goto err_nomem;
+		t->nr_notes = nn;
+		for (j = 0; j < nn; j++) {
+			t->notes[j].start = get_u64(b);
+			t->notes[j].end = get_u64(b);
+			t->notes[j].reason = (uint32_t)get_u64(b);
+			t->notes[j].err = (int32_t)get_u64(b);
+		}
+		if (b->bad)
+			goto err_bad;
+	}
+	*out = r;
+	return 0;
+
+err_bad:
+	pr_err("malformed report from the holder\n");
+	uffdwp_report__free(r);
+	return -EBADMSG;
+err_nomem:
+	uffdwp_report__free(r);
+	return -ENOMEM;
+}
+
+static int write_all(int fd, const void *p, size_t len)
+{
+	const uint8_t *c = p;
+
+	while (len) {
+		ssize_t n = write(fd, c, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		c += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *p, size_t len)
+{
+	uint8_t *c = p;
+
+	while (len) {
+		ssize_t n = read(fd, c, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EPIPE;
+		c += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int msg_send(int fd, uint32_t type, const struct buf *b)
+{
+	struct wire_hdr h = { .magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0 };
+	int err;
+
+	err = write_all(fd, &h, sizeof(h));
+	if (!err && b && b->len)
+		err = write_all(fd, b->p, b->len);
+	return err;
+}
+
+static int msg_recv(int fd, uint32_t *type, struct buf *b)
+{
+	struct wire_hdr h;
+	int err;
+
+	err = read_all(fd, &h, sizeof(h));
+	if (err)
+		return err;
+	if (h.magic != WIRE_MAGIC || h.len > WIRE_MAX)
+		return -EBADMSG;
+	*type = h.type;
+	b->len = b->off = 0;
+	b->bad = false;
+	if (!h.len)
+		return 0;
+	if (h.len > b->cap) {
+		uint8_t *p = realloc(b->p, h.len);
+
+		if (!p)
+			return -ENOMEM;
+		b->p = p;
+		b->cap = h.len;
+	}
+	err = read_all(fd, b->p, h.len);
+	if (!err)
+		b->len = h.len;
+	return err;
+}
+
+static int run_dir_prepare(void)
+{
+	if (mkdir(UFFDWP_RUN_DIR, 0700) && errno != EEXIST) {
+		int err = -errno;
+
+		pr_perror("mkdir %s", UFFDWP_RUN_DIR);
+		return err;
+	}
+	/* An existing directory may have come with looser modes: not ours to trust. */
+	if (chmod(UFFDWP_RUN_DIR, 0700)) {
+		int err = -errno;
+
+		pr_perror("chmod %s", UFFDWP_RUN_DIR);
+		return err;
+	}
+	return 0;
+}
+
+int uffdwp_holder_running(pid_t pid)
+{
+	char path[108], buf[32];
+	int fd, n, holder = 0;
+
+	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		/* We got it: nobody holds it. */
+		close(fd);
+		return 0;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n > 0) {
+		buf[n] = '\0';
+		holder = atoi(buf);
+	}
+	close(fd);
+	return holder > 0 ? holder : 1;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t self_rss(void)
+{
+	char line[128];
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb * 1024;
+}
+
+static volatile sig_atomic_t holder_quit;
+
+static void holder_sig(int sig)
+{
+	holder_quit = 1;
+}
+
+/* Any tracked task still alive? kill(0) is enough: the tracker handles pid reuse. */
+static bool holder_tasks_alive(const struct uffdwp_holder_opts *o, struct uffdwp_tracker *t)
+{
+	return kill(o->track.pid, 0) == 0 || uffdwp_tracker__nr_tasks(t) > 1;
+}
+
+static int peer_ok(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len))
+		return 0;
+	return cr.uid == geteuid();
+}
+
+static void holder_reply_err(int fd, int err)
+{
+	struct buf b = { 0 };
+
+	if (!put_u64(&b, (uint64_t)(int64_t)err))
+		msg_send(fd, RESP_ERR, &b);
+	free(b.p);
+}
+
+/* Serve one request. Returns 1 when the holder must exit afterwards. */
+static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffdwp_tracker **tp,
+			uint64_t started_ms, uint64_t *last_gen)
+{
+	struct buf in = { 0 }, out = { 0 };
+	struct uffdwp_report *rep = NULL;
+	struct uffdwp_stop_stats stop;
+	struct uffdwp_holder_status hs;
+	uint32_t type;
+	int err, quit = 0;
+
+	err = msg_recv(cfd, &type, &in);
+	if (err)
+		goto out;
+	switch (type) {
+	case REQ_SCAN:
+		err = uffdwp_tracker__scan(*tp, &rep);
+		if (err) {
+			holder_reply_err(cfd, err);
+			break;
+		}
+		*last_gen = rep->gen;
+		err = report_encode(rep, &out);
+		if (!err)
+			err = msg_send(cfd, RESP_REPORT, &out);
+		else
+			holder_reply_err(cfd, err);
+		break;
+	case REQ_COMMIT:
+		err = uffdwp_tracker__commit(*tp, get_u64(&in));
+		if (in.bad)
+			err = -EBADMSG;
+		if (err)
+			holder_reply_err(cfd, err);
+		else
+			msg_send(cfd, RESP_OK, NULL);
+		break;
+	case REQ_STATUS:
+		memset(&hs, 0, sizeof(hs));
+		hs.holder_pid = getpid();
+		hs.root_pid = o->track.pid;
+		hs.tree = o->track.tree;
+		hs.nr_tasks = uffdwp_tracker__nr_tasks(*tp);
+		hs.last_gen = *last_gen;
+		hs.uptime_ms = mono_ms() - started_ms;
+		hs.tracker_mem_bytes = uffdwp_tracker__mem_bytes(*tp);
+		hs.holder_rss_bytes = self_rss();
+		if (!buf_put(&out, &hs, sizeof(hs)))
+			msg_send(cfd, RESP_STATUS, &out);
+		break;
+	case REQ_STOP:
+		uffdwp_tracker__stop(*tp, get_u64(&in) != 0, &stop);
+		*tp = NULL;
+		if (!buf_put(&out, &stop, sizeof(stop)))
+			msg_send(cfd, RESP_STOP, &out);
+		quit = 1;
+		break;
+	default:
+		holder_reply_err(cfd, -EBADMSG);
+	}
+out:
+	uffdwp_report__free(rep);
+	free(in.p);
+	free(out.p);
+	return quit;
+}
+
+static int holder_listen(pid_t pid)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), UFFDWP_SOCK_FMT, pid);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* We hold the lock: a socket file left here is a dead holder's. */
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(sa.sun_path, 0600) ||
+	    listen(fd, 8)) {
+		err = -errno;
+		pr_perror("cannot listen on %s", sa.sun_path);
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int notify)
+{
+	struct uffdwp_tracker *t = NULL;
+	uint64_t started = mono_ms(), last = started, last_gen = 1;
+	char path[108];
+	int lfd, err, logfd;
+
+	setsid();
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, holder_sig);
+	signal(SIGINT, holder_sig);
+	signal(SIGHUP, SIG_IGN);
+
+	err = uffdwp_tracker__new(&o->track, &t);
+	if (!err) {
+		lfd = holder_listen(o->track.pid);
+		if (lfd < 0)
+			err = lfd;
+	}
+	if (err) {
+		write_all(notify, &err, sizeof(err));
+		uffdwp_tracker__stop(t, false, NULL);
+		_exit(1);
+	}
+
+	/* From here on nobody reads our stderr: log to a file. */
+	snprintf(path, sizeof(path), UFFDWP_LOG_FMT, o->track.pid);
+	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (logfd >= 0) {
+		dup2(logfd, STDOUT_FILENO);
+		dup2(logfd, STDERR_FILENO);
+		close(logfd);
+	}
+	err = 0;
+	write_all(notify, &err, sizeof(err));
+	close(notify);
+
+	while (!holder_quit) {
+		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		int n = poll(&pfd, 1, 1000);
+
+		if (n > 0 && (pfd.revents & POLLIN)) {
+			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (cfd >= 0) {
+				struct timeval tv = { .tv_sec = 30 };
+
+				setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+				last = mono_ms();
+				if (!peer_ok(cfd))
+					holder_reply_err(cfd, -EACCES);
+				else if (holder_serve(cfd, o, &t, started, &last_gen))
+					holder_quit = 1;
+				close(cfd);
+			}
+			continue;
+		}
+		if (!holder_tasks_alive(o, t)) {
+			pr_info("tracked tasks of %d are gone, exiting\n", o->track.pid);
+			break;
+		}
+		if (o->idle_timeout_s && mono_ms() - last > o->idle_timeout_s * 1000ULL) {
+			pr_warn("idle for %u s, dropping tracking of %d\n", o->idle_timeout_s,
+				o->track.pid);
+			break;
+		}
+	}
+	snprintf(path, sizeof(path), UFFDWP_SOCK_FMT, o->track.pid);
+	unlink(path);
+	uffdwp_tracker__stop(t, false, NULL);
+	close(lfd);
+	close(lockfd);
+	_exit(0);
+}
+
+int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
+{
+	char path[108], buf[32];
+	int lockfd, p[2], err, n, res = -EIO;
+	pid_t child;
+
+	err = run_dir_prepare();
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, opts->track.pid);
+	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0) {
+		err = -errno;
+		pr_perror("open %s", path);
+		return err;
+	}
+	if (flock(lockfd, LOCK_EX | LOCK_NB)) {
+		n = pread(lockfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		pr_err("process %d is already tracked by holder %s\n", opts->track.pid,
+		       n > 0 ? buf : "?");
+		close(lockfd);
+		return -EBUSY;
+	}
+	if (pipe2(p, O_CLOEXEC)) {
+		err = -errno;
+		close(lockfd);
+		return err;
+	}
+	child = fork();
+	if (child < 0) {
+		err = -errno;
+		close(p[0]);
+		close(p[1]);
+		close(lockfd);
+		return err;
+	}
+	if (!child) {
+		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		close(p[0]);
+		if (nul >= 0) {
+			dup2(nul, STDIN_FILENO);
+			close(nul);
+		}
+		n = snprintf(buf, sizeof(buf), "%d\n", getpid());
+		if (ftruncate(lockfd, 0) || pwrite(lockfd, buf, n, 0) != n)
+			pr_warn("cannot record the holder pid in %s\n", path);
+		holder_main(opts, lockfd, p[1]);
+	}
+	close(p[1]);
+	/* The lock now belongs to the child: its fd shares our open file. */
+	close(lockfd);
+	n = read_all(p[0], &res, sizeof(res));
+	close(p[0]);
+	if (n) {
+		waitpid(child, NULL, WNOHANG);
+		pr_err("the holder for %d died while starting\n", opts->track.pid);
+		return -EIO;
+	}
+	if (res) {
+		waitpid(child, NULL, 0);
+		return res;
+	}
+	return child;
+}
+
+static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t want,
+		       struct buf *resp)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint32_t rtype;
+	int fd, err;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), UFFDWP_SOCK_FMT, pid);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	err = msg_send(fd, type, req);
+	if (!err)
+		err = msg_recv(fd, &rtype, resp);
+	close(fd);
+	if (err)
+		return err == -EPIPE ? -ECONNRESET : err;
+	if (rtype == RESP_ERR) {
+		err = (int)(int64_t)get_u64(resp);
+		return err < 0 ? err : -EPROTO;
+	}
+	return rtype == want ? 0 : -EPROTO;
+}
+
+int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
+{
+	struct buf resp = { 0 };
+	int err;
+
+	err = client_call(pid, REQ_SCAN, NULL, RESP_REPORT, &resp);
+	if (!err)
+		err = report_decode(&resp, out);
+	free(resp.p);
+	return err;
+}
+
+int uffdwp_holder_commit(pid_t pid, uint64_t gen)
+{
+	struct buf req = { 0 }, resp = { 0 };
+	int err;
+
+	err = put_u64(&req, gen);
+	if (!err)
+		err = client_call(pid, REQ_COMMIT, &req, RESP_OK, &resp);
+	free(req.p);
+	free(resp.p);
+	return err;
+}
+
+int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st)
+{
+	struct buf resp = { 0 };
+	int err;
+
+	err = client_call(pid, REQ_STATUS, NULL, RESP_STATUS, &resp);
+	if (!err && resp.len != sizeof(*st))
+		err = -EPROTO;
+	if (!err)
+		memcpy(st, resp.p, sizeof(*st));
+	free(resp.p);
+	return err;
+}
+
+int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats)
+{
+	struct buf req = { 0 }, resp = { 0 };
+	int err;
+
+	err = put_u64(&req, recollapse ? 1 : 0);
+	if (!err)
+		err = client_call(pid, REQ_STOP, &req, RESP_STOP, &resp);
+	if (!err && resp.len != sizeof(*stats))
+		err = -EPROTO;
+	if (!err)
+		memcpy(stats, resp.p, sizeof(*stats));
+	free(req.p);
+	free(resp.p);
+	return err;
+}

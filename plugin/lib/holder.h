@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The holder: a small daemon that owns a tracker between separate command
+ * invocations. Closing the last reference to a userfaultfd drops all its
+ * write protection, so someone must keep the fds open from one `criu
+ * pre-dump` (or `uffdwp track scan`) to the next.
+ *
+ * It serves a unix stream socket in UFFDWP_RUN_DIR (0700, root only),
+ * answers only peers of its own uid, and exits when its tasks are gone, on
+ * request, or after an idle timeout. It asks the kernel for no uffd events,
+ * so no task ever waits on it.
+ */
+#ifndef UFFDWP_HOLDER_H__
+#define UFFDWP_HOLDER_H__
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tracker.h"
+
+#define UFFDWP_RUN_DIR		"/run/uffdwp"
+#define UFFDWP_SOCK_FMT		UFFDWP_RUN_DIR "/%d.sock"
+#define UFFDWP_LOCK_FMT		UFFDWP_RUN_DIR "/%d.lock"
+#define UFFDWP_LOG_FMT		UFFDWP_RUN_DIR "/%d.log"
+#define UFFDWP_IDLE_TIMEOUT_S	3600
+
+struct uffdwp_holder_opts {
+	struct uffdwp_tracker_opts track;
+	unsigned int idle_timeout_s; /* 0: never */
+};
+
+struct uffdwp_holder_status {
+	pid_t holder_pid;
+	pid_t root_pid;
+	uint32_t tree;
+	uint32_t nr_tasks;
+	uint64_t last_gen;
+	uint64_t uptime_ms;
+	uint64_t tracker_mem_bytes;
+	uint64_t holder_rss_bytes;
+};
+
+/*
+ * Start a holder for @opts->track.pid in the background: it attaches, and
+ * only then does this return. Returns the holder's pid, or -errno with the
+ * holder's own error already printed: -EBUSY already tracked (by a holder
+ * or otherwise), -ESRCH, -EPERM, -EOPNOTSUPP.
+ */
+int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts);
+
+/* Client side. Each returns 0 or -errno; -ENOENT/-ECONNREFUSED: no holder (lost). */
+int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out);
+int uffdwp_holder_commit(pid_t pid, uint64_t gen);
+int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st);
+int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats);
+
+/*
+ * Whether a holder for @pid is alive, by its lock: returns the holder's pid,
+ * 0 if none, -errno on failure to tell.
+ */
+int uffdwp_holder_running(pid_t pid);
+
+#endif /* UFFDWP_HOLDER_H__ */

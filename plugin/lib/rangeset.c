@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rangeset.h"
+
+void uffdwp_rangeset__init(struct uffdwp_rangeset *rs)
+{
+	rs->r = NULL;
+	rs->nr = rs->cap = 0;
+}
+
+void uffdwp_rangeset__fini(struct uffdwp_rangeset *rs)
+{
+	if (!rs)
+		return;
+	free(rs->r);
+	uffdwp_rangeset__init(rs);
+}
+
+void uffdwp_rangeset__clear(struct uffdwp_rangeset *rs)
+{
+	rs->nr = 0;
+}
+
+static int rangeset_reserve(struct uffdwp_rangeset *rs, size_t want)
+{
+	struct uffdwp_range *r;
+	size_t cap;
+
+	if (want <= rs->cap)
+		return 0;
+	cap = rs->cap ? rs->cap * 2 : 16;
+	while (cap < want)
+		cap *= 2;
+	r = realloc(rs->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	rs->r = r;
+	rs->cap = cap;
+	return 0;
+}
+
+/* Index of the first range whose end is >= @addr (ranges touching @addr count). */
+static size_t rangeset_lower(const struct uffdwp_rangeset *rs, uint64_t addr)
+{
+	size_t lo = 0, hi = rs->nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rs->r[mid].end < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int uffdwp_rangeset__add(struct uffdwp_rangeset *rs, uint64_t start, uint64_t end)
+{
+	size_t i, j;
+
+	if (start >= end)
+		return 0;
+
+	/* The scanner reports in address order: make that the fast path. */
+	if (rs->nr && rs->r[rs->nr - 1].end == start) {
+		rs->r[rs->nr - 1].end = end;
+		return 0;
+	}
+	if (!rs->nr || rs->r[rs->nr - 1].end < start) {
+		if (rangeset_reserve(rs, rs->nr + 1))
+			return -ENOMEM;
+		rs->r[rs->nr].start = start;
+		rs->r[rs->nr].end = end;
+		rs->nr++;
+		return 0;
+	}
+
+	i = rangeset_lower(rs, start);
+	/* Ranges i..j-1 touch or overlap [start, end) and merge into one. */
+	for (j = i; j < rs->nr && rs->r[j].start <= end; j++)
+		;
+	if (i == j) {
+		if (rangeset_reserve(rs, rs->nr + 1))
+			return -ENOMEM;
+		memmove(&rs->r[i + 1], &rs->r[i], (rs->nr - i) * sizeof(rs->r[0]));
+		rs->r[i].start = start;
+		rs->r[i].end = end;
+		rs->nr++;
+		return 0;
+	}
+	if (rs->r[i].start < start)
+		start = rs->r[i].start;
+	if (rs->r[j - 1].end > end)
+		end = rs->r[j - 1].end;
+	rs->r[i].start = start;
+	rs->r[i].end = end;
+	memmove(&rs->r[i + 1], &rs->r[j], (rs->nr - j) * sizeof(rs->r[0]));
+	rs->nr -= j - i - 1;
+	return 0;
+}
+
+int uffdwp_rangeset__add_set(struct uffdwp_rangeset *rs, const struct uffdwp_rangeset *src)
+{
+	size_t i;
+	int err;
+
+	if (rangeset_reserve(rs, rs->nr + src->nr))
+		return -ENOMEM;
+	for (i = 0; i < src->nr; i++) {
+		err = uffdwp_rangeset__add(rs, src->r[i].start, src->r[i].end);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+int uffdwp_rangeset__remove(struct uffdwp_rangeset *rs, uint64_t start, uint64_t end)
+{
+	size_t i, j, k;
+
+	if (start >= end)
+		return 0;
+	i = rangeset_lower(rs, start + 1);
+	if (i < rs->nr && rs->r[i].start < start && rs->r[i].end > end) {
+		/* [start, end) is inside one range: split it in two. */
+		if (rangeset_reserve(rs, rs->nr + 1))
+			return -ENOMEM;
+		memmove(&rs->r[i + 1], &rs->r[i], (rs->nr - i) * sizeof(rs->r[0]));
+		rs->r[i].end = start;
+		rs->r[i + 1].start = end;
+		rs->nr++;
+		return 0;
+	}
+	for (j = i, k = i; j < rs->nr && rs->r[j].start < end; j++) {
+		struct uffdwp_range cur = rs->r[j];
+
+		if (cur.start < start)
+			cur.end = start;
+		else if (cur.end > end)
+			cur.start = end;
+		else
+			continue;
+		rs->r[k++] = cur;
+	}
+	memmove(&rs->r[k], &rs->r[j], (rs->nr - j) * sizeof(rs->r[0]));
+	rs->nr -= j - k;
+	return 0;
+}
+
+bool uffdwp_rangeset__overlaps(const struct uffdwp_rangeset *rs, uint64_t start, uint64_t end)
+{
+	size_t i = rangeset_lower(rs, start + 1);
+
+	return start < end && i < rs->nr && rs->r[i].start < end;
+}
+
+bool uffdwp_rangeset__covers(const struct uffdwp_rangeset *rs, uint64_t start, uint64_t end)
+{
+	size_t i = rangeset_lower(rs, start + 1);
+
+	if (start >= end)
+		return true;
+	return i < rs->nr && rs->r[i].start <= start && rs->r[i].end >= end;
+}
+
+uint64_t uffdwp_rangeset__bytes(const struct uffdwp_rangeset *rs)
+{
+	uint64_t sum = 0;
+	size_t i;
+
+	for (i = 0; i < rs->nr; i++)
+		sum += rs->r[i].end - rs->r[i].start;
+	return sum;
+}
+
+int uffdwp_rangeset__add_clipped(struct uffdwp_rangeset *dst, const struct uffdwp_rangeset *src,
+				 uint64_t start, uint64_t end, int64_t delta)
+{
+	size_t i = rangeset_lower(src, start + 1);
+	int err;
+
+	for (; i < src->nr && src->r[i].start < end; i++) {
+		uint64_t s = src->r[i].start > start ? src->r[i].start : start;
+		uint64_t e = src->r[i].end < end ? src->r[i].end : end;
+
+		err = uffdwp_rangeset__add(dst, s + delta, e + delta);
+		if (err)
+			return err;
+	}
+	return 0;
+}

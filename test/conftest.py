@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Probes that decide what can run here, each skip naming the missing thing."""
+import os
+import subprocess
+
+import pytest
+
+from helpers import BUILD, UFFDWP, Workload, stop_holder
+
+
+def _kernel():
+    rel = os.uname().release.split("-")[0].split(".")
+    return tuple(int(x) for x in rel[:2])
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return f.read().split("[")[1].split("]")[0]
+    except OSError:
+        return "absent"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(feature): skip unless the feature is here")
+
+
+@pytest.fixture(scope="session")
+def built():
+    if not os.access(UFFDWP, os.X_OK):
+        pytest.fail(f"{UFFDWP} is not built: run make first")
+    return BUILD
+
+
+@pytest.fixture(scope="session")
+def tracking(built):
+    """The kernel features the tracker cannot do without."""
+    if os.geteuid() != 0:
+        pytest.skip("tracking another process needs root (ptrace, pidfd_getfd, map_files)")
+    if _kernel() < (6, 7):
+        pytest.skip(f"kernel {os.uname().release}: UFFD_FEATURE_WP_ASYNC and "
+                    "PAGEMAP_SCAN need Linux 6.7")
+    return True
+
+
+@pytest.fixture
+def thp():
+    mode = _thp_mode()
+    if mode not in ("always", "madvise"):
+        pytest.skip(f"transparent huge pages are '{mode}'")
+    return mode
+
+
+@pytest.fixture
+def hugetlb():
+    """Reserve 2 MiB huge pages for the test and give back the old count after."""
+    path = "/proc/sys/vm/nr_hugepages"
+    try:
+        with open(path) as f:
+            old = int(f.read())
+    except OSError as e:
+        pytest.skip(f"no hugetlb: {e}")
+    try:
+        with open(path, "w") as f:
+            f.write(str(old + 8))
+        with open(path) as f:
+            now = int(f.read())
+        if now < old + 8:
+            pytest.skip(f"could reserve only {now - old} of 8 huge pages")
+        yield now
+    finally:
+        with open(path, "w") as f:
+            f.write(str(old))
+
+
+@pytest.fixture
+def wl(tracking):
+    """A memwl workload, killed with all its descendants and holder at the end."""
+    made = []
+
+    def make(*args, **kw):
+        w = Workload(*args, **kw)
+        made.append(w)
+        return w
+    yield make
+    for w in made:
+        stop_holder(w.pid)
+        w.stop()

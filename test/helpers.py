@@ -1,0 +1,245 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Shared pieces of the test suite: the build, workloads, ground truth."""
+import json
+import os
+import signal
+import struct
+import subprocess
+import time
+
+BUILD = os.environ.get("UFFDWP_BUILD",
+                       os.path.join(os.path.dirname(__file__), "..", "build"))
+UFFDWP = os.path.join(BUILD, "uffdwp")
+PAGE = 4096
+
+
+def workload_path(name):
+    return os.path.join(BUILD, "test", name)
+
+
+def uffdwp(*args, json_out=True, check=True, timeout=60):
+    """Run the uffdwp command; return (exit code, parsed JSON or text, stderr)."""
+    cmd = [UFFDWP] + (["--json"] if json_out else []) + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}: {p.stderr}{p.stdout}")
+    out = p.stdout
+    if json_out and p.stdout.strip():
+        out = json.loads(p.stdout)
+    return p.returncode, out, p.stderr
+
+
+class Workload:
+    """A memwl process driven over its stdin, one command, one answer."""
+
+    def __init__(self, name="memwl", args=(), preexec=None):
+        self.proc = subprocess.Popen([workload_path(name)] + list(args),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, bufsize=1, preexec_fn=preexec)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "ready", f"workload did not start: {line}"
+        self.pid = int(line[1])
+        self.children = []
+
+    def cmd(self, line, ok=True):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        ans = self.proc.stdout.readline().split()
+        assert ans, f"workload died on '{line}'"
+        if ok:
+            assert ans[0] == "ok", f"'{line}' -> {' '.join(ans)}"
+        return ans[1:]
+
+    def map(self, rid, kind, pages):
+        addr, length = self.cmd(f"map {rid} {kind} {pages}")
+        return int(addr, 16), int(length)
+
+    def exec_self(self):
+        self.proc.stdin.write("exec\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "ready", line
+
+    def fork(self, line="fork"):
+        pid = int(self.cmd(line)[0])
+        self.children.append(pid)
+        return pid
+
+    def stop(self):
+        kill_tree(self.pid)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for c in self.children:
+            try:
+                os.kill(c, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def descendants(pid):
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_tree(pid):
+    for p in [pid] + descendants(pid):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stop_holder(pid):
+    """Stop a holder for pid if one runs; tests call this in finally."""
+    subprocess.run([UFFDWP, "track", "stop", "-t", str(pid)], capture_output=True,
+                   timeout=30, stdin=subprocess.DEVNULL)
+
+
+DUMPABLE = ("anon", "file-private", "shmem", "hugetlb")
+
+
+def read_maps(pid):
+    maps = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            name = parts[5].strip() if len(parts) > 5 else ""
+            maps.append((lo, hi, parts[1], name))
+    return maps
+
+
+def _is_file_private(perms, name):
+    return perms[3] == "p" and name.startswith("/") and not name.startswith("/dev/zero")
+
+
+def snapshot(pid):
+    """The private data of pid as the process sees it: {page address: bytes}.
+
+    Every page of every anonymous or shared memory mapping is read through
+    /proc/PID/mem (reads fault nothing in as written). Of private file
+    mappings only the pages the process has its own copy of (anonymous
+    pages, in pagemap) count: the others are the file's, which is where any
+    dumper takes them from. Shared file mappings of regular files and
+    [vvar]-like areas are left out, as dumpers do.
+    """
+    pages = {}
+    try:
+        mem = open(f"/proc/{pid}/mem", "rb", buffering=0)
+        pagemap = open(f"/proc/{pid}/pagemap", "rb", buffering=0)
+        maps = read_maps(pid)
+    except OSError:
+        return pages  # gone, or a zombie: no memory left
+    with mem, pagemap:
+        for lo, hi, perms, name in maps:
+            own = None
+            if _is_file_private(perms, name):
+                pagemap.seek(lo // PAGE * 8)
+                ents = struct.unpack(f"{(hi - lo) // PAGE}Q", pagemap.read((hi - lo) // PAGE * 8))
+                # bit 63 present, 62 swapped, 61 file page or shared anon
+                own = {lo + i * PAGE for i, e in enumerate(ents)
+                       if (e >> 62) & 3 and not (e >> 61) & 1}
+            if name in ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]", "[uprobes]"):
+                continue
+            if perms[3] == "s" and name.startswith("/") and not (
+                    name.startswith("/dev/zero") or name.startswith("/memfd:")
+                    or name.startswith("/SYSV") or name.startswith("/dev/shm")):
+                continue
+            for a in range(lo, hi, PAGE):
+                if own is not None and a not in own:
+                    continue
+                try:
+                    mem.seek(a)
+                    pages[a] = mem.read(PAGE)
+                except OSError:
+                    pass
+    return pages
+
+
+def in_ranges(ranges, addr):
+    """ranges: sorted [[start, end], ...]"""
+    lo, hi = 0, len(ranges)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ranges[mid][1] <= addr:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < len(ranges) and ranges[lo][0] <= addr
+
+
+def check_no_false_negative(before, after, ranges):
+    """Every page whose content changed, or that is new, must be dirty.
+
+    Returns (false negatives, false positives, dirty pages).
+    """
+    fn, fp = [], 0
+    ndirty = 0
+    for addr, data in after.items():
+        dirty = in_ranges(ranges, addr)
+        ndirty += dirty
+        old = before.get(addr)
+        if old != data and not dirty:
+            fn.append(addr)
+        elif old == data and dirty:
+            fp += 1
+    return fn, fp, ndirty
+
+
+def frozen(pid):
+    """Context manager: the process tree is stopped inside."""
+    class _F:
+        def __enter__(self):
+            self.pids = [pid] + descendants(pid)
+            for p in self.pids:
+                os.kill(p, signal.SIGSTOP)
+            wait_stopped(self.pids)
+            return self
+
+        def __exit__(self, *exc):
+            for p in self.pids:
+                try:
+                    os.kill(p, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+    return _F()
+
+
+def wait_stopped(pids, timeout=5):
+    end = time.time() + timeout
+    for p in pids:
+        while time.time() < end:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    st = f.read()
+            except OSError:
+                break
+            if st[st.rindex(")") + 2] in "Tt":
+                break
+            time.sleep(0.005)
+
+
+def task_ranges(report, pid):
+    for t in report["tasks"]:
+        if t["pid"] == pid:
+            return t["ranges"]
+    return []

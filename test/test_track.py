@@ -1,0 +1,461 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The tracker against ground truth: the memory the process itself sees.
+
+Each round freezes the tree, scans, and reads every page through
+/proc/PID/mem; a page whose content changed since the previous round and is
+not in the scan's dirty set is a false negative, and fails the test.
+"""
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from helpers import (PAGE, check_no_false_negative, descendants, frozen, read_maps,
+                     snapshot, task_ranges, uffdwp)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Tracked:
+    """A workload under `uffdwp track`, with the ground truth of each round."""
+
+    def __init__(self, w, tree=False):
+        self.w = w
+        self.tree = tree
+        args = ["track", "start", "-t", w.pid] + (["--tree"] if tree else [])
+        uffdwp(*args)
+        self.snaps = self._snap_all()
+
+    def pids(self):
+        return [self.w.pid] + (descendants(self.w.pid) if self.tree else [])
+
+    def _snap_all(self):
+        with frozen(self.w.pid):
+            return {p: snapshot(p) for p in self.pids()}
+
+    def round(self, expect_rc=0):
+        """Scan with the tree frozen; check no false negatives; return the report."""
+        with frozen(self.w.pid):
+            rc, rep, err = uffdwp("track", "scan", "-t", self.w.pid, check=False)
+            assert rc == expect_rc, err
+            now = {p: snapshot(p) for p in self.pids()}
+            self.maps = {p: read_maps(p) for p in now if now[p]}
+        stats = {}
+        for pid, snap in now.items():
+            ranges = task_ranges(rep, pid)
+            fn, fp, nd = check_no_false_negative(self.snaps.get(pid, {}), snap, ranges)
+            if fn:
+                where = [m for m in self.maps.get(pid, []) if m[0] <= fn[0] < m[1]]
+                raise AssertionError(f"pid {pid}: {len(fn)} changed pages not reported "
+                                     f"dirty, first at {fn[0]:#x} in {where}; "
+                                     f"task: {[(x['pid'], x['flags'], x['notes'][:3]) for x in rep['tasks']]}")
+            stats[pid] = (fp, nd)
+        self.snaps = now
+        self.stats = stats
+        return rep
+
+
+def dirty_in(rep, pid, lo, hi):
+    """Dirty pages of pid within [lo, hi)."""
+    n = 0
+    for s, e in task_ranges(rep, pid):
+        s, e = max(s, lo), min(e, hi)
+        if s < e:
+            n += (e - s) // PAGE
+    return n
+
+
+def task(rep, pid):
+    return next(t for t in rep["tasks"] if t["pid"] == pid)
+
+
+# kind, pages, whether a write is reported page by page (no false positive)
+KINDS = [
+    ("anon", 64, True),
+    ("thp", 1024, True),
+    ("shmem", 64, True),
+    ("memfd-closed", 64, True),
+    ("sysv", 64, True),
+    ("file", 64, True),
+]
+
+
+@pytest.mark.parametrize("kind,pages,exact", KINDS, ids=[k[0] for k in KINDS])
+def test_written_pages_reported(wl, kind, pages, exact, request):
+    if kind == "thp":
+        request.getfixturevalue("thp")
+    w = wl()
+    addr, length = w.map(1, kind, pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    t = Tracked(w)
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0, "nothing written yet"
+    w.cmd("write 1 3 5 2")
+    w.cmd(f"write 1 {pages - 1} 1 3")
+    rep = t.round()
+    got = dirty_in(rep, w.pid, addr, addr + length)
+    if exact:
+        assert got == 6, f"{kind}: {got} pages dirty for 6 written"
+    else:
+        assert got >= 6
+    # Scanned again with nothing written: nothing dirty there.
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
+
+
+def test_hugetlb(wl, hugetlb):
+    w = wl()
+    addr, length = w.map(1, "hugetlb", 1024)
+    w.cmd("write 1 0 1024 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 600 1 2")
+    rep = t.round()
+    got = dirty_in(rep, w.pid, addr, addr + length)
+    assert got >= 1, "hugetlb write not reported"
+    assert got <= 512, f"one huge page written, {got} pages dirty"
+
+
+def test_memfd_open_fd_always_dirty(wl):
+    """Writes through a file descriptor bypass page tables: while an fd is
+    open, the object is reported dirty whole, and the report says why."""
+    w = wl()
+    addr, length = w.map(1, "memfd", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w)
+    w.cmd("pwrite 1 4 2 9")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    assert rep["shmem_shared_objects"] >= 1
+    assert any(n["reason"] == "shmem-shared" for n in task(rep, w.pid)["notes"])
+
+
+def test_shmem_written_by_forked_child(wl):
+    """A page written through a child's page table is dirty for the parent."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w, tree=True)
+    t.round()
+    w.fork("forkwrite 1 7 2 5")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) >= 2
+
+
+def test_shmem_mapped_outside_tree_always_dirty(wl):
+    """A child outside the tracked set (no --tree) maps the object: its
+    writes are out of sight, so the object is dirty whole."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    w.fork()
+    t = Tracked(w, tree=False)
+    w.fork("forkwrite 1 3 1 8")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+
+
+def test_fork_new_task_whole_dirty(wl):
+    w = wl()
+    addr, length = w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    t = Tracked(w, tree=True)
+    t.round()
+    child = w.fork("forkwrite 1 0 2 7")
+    rep = t.round()
+    c = task(rep, child)
+    assert "new" in c["flags"]
+    assert dirty_in(rep, child, addr, addr + length) == 64
+    # The parent wrote nothing: fork leaves its tracking exact.
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
+    w.cmd("write 1 5 1 9")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 1
+    assert dirty_in(rep, child, addr, addr + length) == 0
+
+
+def test_exit_reported(wl):
+    w = wl()
+    t = Tracked(w, tree=True)
+    child = w.fork()
+    t.round()
+    os.kill(child, signal.SIGKILL)
+    time.sleep(0.1)
+    rep = t.round()
+    c = [x for x in rep["tasks"] if x["pid"] == child]
+    assert not c or "exited" in c[0]["flags"]
+
+
+@pytest.mark.parametrize("op", ["move", "remap", "shrinkgrow", "replace", "mprotect",
+                                "dontneed", "unmap-map", "threads"])
+def test_tree_changes(wl, op):
+    w = wl()
+    addr, length = w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    t = Tracked(w)
+    t.round()
+    if op == "move":
+        naddr, _ = (int(x, 16) if i == 0 else int(x) for i, x in enumerate(w.cmd("move 1")))
+        rep = t.round()
+        assert dirty_in(rep, w.pid, naddr, naddr + length) == 64
+        assert any(n["reason"] == "new-mapping" for n in task(rep, w.pid)["notes"])
+        w.cmd("write 1 1 1 4")
+        rep = t.round()
+        assert dirty_in(rep, w.pid, naddr, naddr + length) == 1
+    elif op == "remap":
+        w.cmd("remap 1 200")
+        w.cmd("write 1 150 3 4")
+        t.round()
+        w.cmd("write 1 10 1 5")
+        t.round()
+    elif op == "shrinkgrow":
+        w.cmd("shrinkgrow 1 16")
+        w.cmd("touch 1 48 16")
+        w.cmd("write 1 50 1 6")
+        t.round()
+    elif op == "replace":
+        w.cmd("replace 1")
+        w.cmd("write 1 0 2 7")
+        rep = t.round()
+        assert dirty_in(rep, w.pid, addr, addr + length) == 64
+    elif op == "mprotect":
+        w.cmd("mprotect 1 r")
+        t.round()
+        w.cmd("mprotect 1 rw")
+        w.cmd("write 1 9 1 8")
+        rep = t.round()
+        assert dirty_in(rep, w.pid, addr, addr + length) == 1
+    elif op == "dontneed":
+        w.cmd("dontneed 1 0 8")
+        t.round()
+    elif op == "unmap-map":
+        w.cmd("unmap 1")
+        naddr, nlen = w.map(2, "anon", 32)
+        w.cmd("write 2 0 4 3")
+        rep = t.round()
+        assert dirty_in(rep, w.pid, naddr, naddr + nlen) == 32
+    elif op == "threads":
+        w.cmd("threads 1 4 11")
+        rep = t.round()
+        assert dirty_in(rep, w.pid, addr, addr + length) == 64
+    t.round()
+
+
+def test_exec_whole_dirty(wl):
+    w = wl()
+    w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    t = Tracked(w)
+    t.round()
+    w.exec_self()
+    rep = t.round()
+    assert "exec" in task(rep, w.pid)["flags"]
+    addr, length = w.map(1, "anon", 16)
+    w.cmd("write 1 0 16 2")
+    t.round()
+    w.cmd("write 1 3 1 3")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 1
+
+
+def test_thp_split_and_recollapse(wl, thp):
+    w = wl()
+    addr, length = w.map(1, "thp", 2048)
+    w.cmd("write 1 0 2048 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 1 1 2")
+    w.cmd("write 1 700 1 2")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 2
+    rc, out, _ = uffdwp("track", "stop", "-t", w.pid, "--recollapse")
+    if task(rep, w.pid)["thp_bytes_start"] >= 4 << 20:
+        assert out["thp_split_bytes"] >= 2 << 20
+        assert out["thp_recollapsed_bytes"] >= 2 << 20
+
+
+def test_multithreaded_spinning_writers(wl):
+    w = wl()
+    w.map(1, "anon", 512)
+    w.cmd("write 1 0 512 1")
+    t = Tracked(w)
+    w.cmd("spin 1 3")
+    for _ in range(5):
+        time.sleep(0.05)
+        t.round()
+    w.cmd("unspin")
+    t.round()
+
+
+def test_uncommitted_scan_comes_back(wl):
+    w = wl()
+    addr, length = w.map(1, "anon", 32)
+    w.cmd("write 1 0 32 1")
+    uffdwp("track", "start", "-t", w.pid)
+    w.cmd("write 1 2 1 2")
+    rc, rep, _ = uffdwp("track", "scan", "-t", w.pid, "--hold")
+    assert not rep["committed"]
+    assert dirty_in(rep, w.pid, addr, addr + length) == 1
+    w.cmd("write 1 5 1 3")
+    rc, rep2, _ = uffdwp("track", "scan", "-t", w.pid, "--hold")
+    # The first scan was never committed: its page comes back with the new one.
+    assert dirty_in(rep2, w.pid, addr, addr + length) == 2
+    uffdwp("track", "commit", "-t", w.pid, rep["gen"])
+    rc, rep3, _ = uffdwp("track", "scan", "-t", w.pid, "--hold")
+    assert dirty_in(rep3, w.pid, addr, addr + length) == 1
+    uffdwp("track", "commit", "-t", w.pid, rep3["gen"])
+    rc, rep4, _ = uffdwp("track", "scan", "-t", w.pid)
+    assert dirty_in(rep4, w.pid, addr, addr + length) == 0
+
+
+def test_holder_killed_means_all_dirty(wl):
+    w = wl()
+    addr, length = w.map(1, "anon", 32)
+    w.cmd("write 1 0 32 1")
+    _, st, _ = uffdwp("track", "start", "-t", w.pid)
+    os.kill(st["holder_pid"], signal.SIGKILL)
+    time.sleep(0.1)
+    rc, rep, err = uffdwp("track", "scan", "-t", w.pid, check=False)
+    assert rc == 3
+    assert "tracking lost" in err
+    assert rep["tracking_lost"]
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    # Tracking can start again, from scratch.
+    uffdwp("track", "start", "-t", w.pid)
+
+
+def test_second_tracker_refused(wl):
+    w = wl()
+    uffdwp("track", "start", "-t", w.pid)
+    rc, _, err = uffdwp("track", "start", "-t", w.pid, check=False)
+    assert rc == 1 and "already tracked" in err
+    rc, _, err = uffdwp("track", "rate", "-t", w.pid, "--count", "1", check=False)
+    assert rc == 1 and "already tracked" in err
+
+
+def test_target_killed_between_scans(wl):
+    w = wl()
+    uffdwp("track", "start", "-t", w.pid)
+    os.kill(w.pid, signal.SIGKILL)
+    w.proc.wait(timeout=10)
+    rc, rep, err = uffdwp("track", "scan", "-t", w.pid, check=False)
+    # Either the holder saw its task go and exited (lost), or it reports the exit.
+    assert rc in (0, 3, 1), err
+
+
+@pytest.mark.parametrize("pid", ["0", "abc", "999999999", "4194304"])
+def test_bad_pid(built, pid):
+    rc, out, err = uffdwp("track", "start", "-t", pid, json_out=False, check=False)
+    assert rc != 0
+    assert err.strip() and len(err.strip().splitlines()) <= 3, err
+
+
+def test_rate(wl):
+    w = wl()
+    w.map(1, "anon", 256)
+    w.cmd("write 1 0 256 1")
+    w.cmd("spin 1 1")
+    rc, out, err = uffdwp("track", "rate", "-t", w.pid, "--interval", "0.2", "--count", "3")
+    w.cmd("unspin")
+    assert len(out["samples"]) == 3
+    assert out["avg_mb_per_s"] > 0
+    assert out["mappings"]
+
+
+def test_status_and_memory(wl):
+    w = wl()
+    w.map(1, "anon", 4096)
+    uffdwp("track", "start", "-t", w.pid)
+    _, st, _ = uffdwp("track", "status", "-t", w.pid)
+    assert st["tracked"] and st["tasks"] == 1
+    assert st["holder_rss_bytes"] < 8 << 20
+
+
+def test_stress_random(wl):
+    """Random writes, mappings come and go, forks; zero false negatives."""
+    seed = int(os.environ.get("UFFDWP_SEED", random.randrange(1 << 30)))
+    rnd = random.Random(seed)
+    print(f"stress seed {seed} (UFFDWP_SEED={seed} to repeat)")
+    w = wl()
+    live = {}
+    for rid in range(4):
+        kind = rnd.choice(["anon", "shmem", "memfd-closed", "file"])
+        live[rid] = (kind, 64)
+        w.map(rid, kind, 64)
+        w.cmd(f"write {rid} 0 64 {rid}")
+    t = Tracked(w, tree=True)
+    deadline = time.time() + 20
+    rounds = 0
+    try:
+        while time.time() < deadline and rounds < 25:
+            for _ in range(rnd.randrange(1, 6)):
+                op = rnd.random()
+                rid = rnd.choice(list(live))
+                if op < 0.6:
+                    first = rnd.randrange(64)
+                    w.cmd(f"write {rid} {first} {rnd.randrange(1, 64 - first + 1)} "
+                          f"{rnd.randrange(1000)}")
+                elif op < 0.7:
+                    w.cmd(f"dontneed {rid} {rnd.randrange(60)} 4")
+                elif op < 0.8:
+                    w.cmd(f"unmap {rid}")
+                    kind = rnd.choice(["anon", "shmem", "file"])
+                    w.map(rid, kind, 64)
+                    live[rid] = (kind, 64)
+                elif op < 0.85 and len(w.children) < 4:
+                    w.fork(f"forkwrite {rid} {rnd.randrange(60)} 2 {rnd.randrange(100)}")
+                elif op < 0.9:
+                    w.cmd(f"replace {rid}") if live[rid][0] == "anon" else None
+                else:
+                    w.cmd(f"touch {rid} 0 64")
+            t.round()
+            rounds += 1
+    except AssertionError:
+        print(f"stress failed with seed {seed}")
+        raise
+
+
+@pytest.mark.parametrize("kind", ["shmem", "memfd-closed", "sysv"])
+def test_shmem_written_then_zapped(wl, kind):
+    """A written shared page whose PTE is dropped before the scan (here by
+    MADV_DONTNEED; reclaim does the same) keeps its new data in the object:
+    it must still be reported."""
+    w = wl()
+    addr, length = w.map(1, kind, 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 4 2 7")
+    w.cmd("dontneed 1 0 32")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) >= 2
+
+
+def test_shmem_mapper_gone_after_writing(wl):
+    """A child writes the shared object and exits before the scan: its PTEs
+    are gone with it, the data stays for the parent."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w, tree=True)
+    child = w.fork()
+    t.round()
+    w.fork("forkwrite 1 2 1 3")
+    t.round()
+    os.kill(child, signal.SIGKILL)
+    t.round()
+
+
+def test_file_private_cow_page_zapped(wl):
+    """MADV_DONTNEED drops a private copy: the page reads the file again."""
+    w = wl()
+    addr, length = w.map(1, "file", 16)
+    w.cmd("write 1 0 8 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("dontneed 1 2 4")
+    t.round()
+    w.cmd("touch 1 0 16")
+    t.round()
