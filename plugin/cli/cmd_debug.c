@@ -23,16 +23,16 @@
 
 /* Short keys for scripts; the library's names are for people. */
 static const char *const feature_keys[UFFDWP_FEAT__MAX] = {
-	[UFFDWP_FEAT_USERFAULTFD] = "USERFAULTFD",
-	[UFFDWP_FEAT_UFFD_WP] = "UFFD_WP",
-	[UFFDWP_FEAT_WP_UNPOPULATED] = "WP_UNPOPULATED",
-	[UFFDWP_FEAT_WP_ASYNC] = "WP_ASYNC",
-	[UFFDWP_FEAT_PAGEMAP_SCAN] = "PAGEMAP_SCAN",
-	[UFFDWP_FEAT_PTE_MARKER] = "PTE_MARKER",
-	[UFFDWP_FEAT_WP_SHMEM] = "WP_SHMEM",
-	[UFFDWP_FEAT_PIDFD_GETFD] = "PIDFD_GETFD",
-	[UFFDWP_FEAT_THP] = "THP",
-	[UFFDWP_FEAT_MADV_COLLAPSE] = "MADV_COLLAPSE",
+    [UFFDWP_FEAT_USERFAULTFD] = "USERFAULTFD",
+    [UFFDWP_FEAT_UFFD_WP] = "UFFD_WP",
+    [UFFDWP_FEAT_WP_UNPOPULATED] = "WP_UNPOPULATED",
+    [UFFDWP_FEAT_WP_ASYNC] = "WP_ASYNC",
+    [UFFDWP_FEAT_PAGEMAP_SCAN] = "PAGEMAP_SCAN",
+    [UFFDWP_FEAT_PTE_MARKER] = "PTE_MARKER",
+    [UFFDWP_FEAT_WP_SHMEM] = "WP_SHMEM",
+    [UFFDWP_FEAT_PIDFD_GETFD] = "PIDFD_GETFD",
+    [UFFDWP_FEAT_THP] = "THP",
+    [UFFDWP_FEAT_MADV_COLLAPSE] = "MADV_COLLAPSE",
 };
 
 /* System calls that make sense without pointer arguments. */
@@ -40,19 +40,24 @@ static const struct {
 	const char *name;
 	long nr;
 } syscall_names[] = {
-	{ "getpid", __NR_getpid },	     { "gettid", __NR_gettid },
-	{ "getppid", __NR_getppid },	     { "getuid", __NR_getuid },
-	{ "sched_yield", __NR_sched_yield }, { "pause", __NR_pause },
-	{ "close", __NR_close },	     { "dup", __NR_dup },
+    {"getpid", __NR_getpid},
+    {"gettid", __NR_gettid},
+    {"getppid", __NR_getppid},
+    {"getuid", __NR_getuid},
+    {"sched_yield", __NR_sched_yield},
+    {"pause", __NR_pause},
+    {"close", __NR_close},
+    {"dup", __NR_dup},
 };
 
 static void debug_usage(FILE *f)
 {
-	fprintf(f, "usage: uffdwp __debug probe\n"
-		   "       uffdwp __debug inject-uffd [-n COUNT] PID\n"
-		   "       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
-		   "\n"
-		   "-n: attach COUNT times, -r: run the call REPEAT times in each attach\n");
+	fprintf(f,
+		"usage: uffdwp __debug probe\n"
+		"       uffdwp __debug inject-uffd [-n COUNT] PID\n"
+		"       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
+		"\n"
+		"-n: attach COUNT times, -r: run the call REPEAT times in each attach\n");
 }
 
 static double now_us(void)
@@ -117,12 +122,14 @@ static int debug_probe(void)
 	for (f = 0; f < UFFDWP_FEAT__MAX; f++) {
 		has = uffdwp_feature_has(f);
 		printf("%s\t%s\t%s\t%s\t%s\t%s\n", feature_keys[f],
-		       has > 0 ? "present" : has == 0 ? "missing" : "error",
+		       has > 0	  ? "present"
+		       : has == 0 ? "missing"
+				  : "error",
 		       uffdwp_feature_name(f), uffdwp_feature_kernel(f),
 		       uffdwp_feature_required(f) ? "required" : "optional",
-		       has < 0	 ? uffdwp_strerror(-has) :
-		       has == 0 ? uffdwp_strerror(uffdwp_feature_why(f)) :
-				  "-");
+		       has < 0	  ? uffdwp_strerror(-has)
+		       : has == 0 ? uffdwp_strerror(uffdwp_feature_why(f))
+				  : "-");
 	}
 	return uffdwp_probe_tracker() ? 1 : 0;
 }
@@ -167,7 +174,7 @@ out:
 
 static int debug_remote_syscall(pid_t pid, int count, int repeat, int argc, char **argv)
 {
-	unsigned long a[6] = { 0 };
+	unsigned long a[6] = {0};
 	struct uffdwp_remote *r;
 	long nr = -1, res = 0;
 	double *t, t0;

@@ -18,28 +18,28 @@
 #define EXIT_LOST 3
 
 static const char track_usage[] =
-	"usage: uffdwp [--json] track COMMAND -t PID [options]\n"
-	"\n"
-	"Track the pages a running process (tree) writes, with asynchronous\n"
-	"userfaultfd write-protect. A holder process keeps the tracking alive\n"
-	"between commands.\n"
-	"\n"
-	"commands:\n"
-	"  start  -t PID [--tree] [--idle-timeout S]  attach and write-protect;\n"
-	"         the holder exits when the tasks are gone, on stop, or after S\n"
-	"         seconds without a request (default 3600, 0: never)\n"
-	"  scan   -t PID [--hold] [--ranges]  what was written since the last\n"
-	"         committed scan; committed at once unless --hold is given\n"
-	"  commit -t PID GEN                  forget scans up to GEN (images durable)\n"
-	"  status -t PID                      the holder, its tasks and its memory\n"
-	"  stop   -t PID [--recollapse]       stop tracking; with --recollapse,\n"
-	"         collapse back into huge pages what tracking split\n"
-	"  rate   -t PID [--tree] [--interval S] [--count N]  measure the dirty\n"
-	"         rate (pages/s, MB/s, per mapping) without a holder, to tell\n"
-	"         whether iterative pre-copy will converge (default 1 s, 5 times)\n"
-	"\n"
-	"--json (before 'track') prints JSON. Exit codes: 0 ok, 1 error,\n"
-	"2 usage, 3 tracking lost (the report then marks all memory dirty).\n";
+    "usage: uffdwp [--json] track COMMAND -t PID [options]\n"
+    "\n"
+    "Track the pages a running process (tree) writes, with asynchronous\n"
+    "userfaultfd write-protect. A holder process keeps the tracking alive\n"
+    "between commands.\n"
+    "\n"
+    "commands:\n"
+    "  start  -t PID [--tree] [--idle-timeout S]  attach and write-protect;\n"
+    "         the holder exits when the tasks are gone, on stop, or after S\n"
+    "         seconds without a request (default 3600, 0: never)\n"
+    "  scan   -t PID [--hold] [--ranges]  what was written since the last\n"
+    "         committed scan; committed at once unless --hold is given\n"
+    "  commit -t PID GEN                  forget scans up to GEN (images durable)\n"
+    "  status -t PID                      the holder, its tasks and its memory\n"
+    "  stop   -t PID [--recollapse]       stop tracking; with --recollapse,\n"
+    "         collapse back into huge pages what tracking split\n"
+    "  rate   -t PID [--tree] [--interval S] [--count N]  measure the dirty\n"
+    "         rate (pages/s, MB/s, per mapping) without a holder, to tell\n"
+    "         whether iterative pre-copy will converge (default 1 s, 5 times)\n"
+    "\n"
+    "--json (before 'track') prints JSON. Exit codes: 0 ok, 1 error,\n"
+    "2 usage, 3 tracking lost (the report then marks all memory dirty).\n";
 
 struct track_args {
 	pid_t pid;
@@ -56,16 +56,16 @@ struct track_args {
 static int parse_args(int argc, char **argv, struct track_args *a)
 {
 	static const struct option opts[] = {
-		{ "pid", required_argument, NULL, 't' },
-		{ "tree", no_argument, NULL, 'T' },
-		{ "hold", no_argument, NULL, 'H' },
-		{ "ranges", no_argument, NULL, 'r' },
-		{ "recollapse", no_argument, NULL, 'c' },
-		{ "idle-timeout", required_argument, NULL, 'i' },
-		{ "interval", required_argument, NULL, 'I' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"pid", required_argument, NULL, 't'},
+	    {"tree", no_argument, NULL, 'T'},
+	    {"hold", no_argument, NULL, 'H'},
+	    {"ranges", no_argument, NULL, 'r'},
+	    {"recollapse", no_argument, NULL, 'c'},
+	    {"idle-timeout", required_argument, NULL, 'i'},
+	    {"interval", required_argument, NULL, 'I'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char *end;
 	int c;
@@ -137,7 +137,7 @@ static int parse_args(int argc, char **argv, struct track_args *a)
 
 static void print_flags(FILE *f, uint32_t flags, bool json)
 {
-	static const char *const names[] = { "new", "exited", "exec", "lost" };
+	static const char *const names[] = {"new", "exited", "exec", "lost"};
 	bool first = true;
 	size_t i;
 
@@ -212,9 +212,9 @@ static void print_report_text(const struct uffdwp_report *r, bool ranges)
 			       t->thp_bytes_now / 1048576.0);
 		printf("\n");
 		for (j = 0; j < t->nr_notes; j++)
-			printf("    %012" PRIx64 "-%012" PRIx64 " dirty: %s%s%s\n", t->notes[j].start,
-			       t->notes[j].end, uffdwp_reason_name(t->notes[j].reason),
-			       t->notes[j].err ? ": " : "",
+			printf("    %012" PRIx64 "-%012" PRIx64 " dirty: %s%s%s\n",
+			       t->notes[j].start, t->notes[j].end,
+			       uffdwp_reason_name(t->notes[j].reason), t->notes[j].err ? ": " : "",
 			       t->notes[j].err ? uffdwp_strerror(t->notes[j].err) : "");
 		if (ranges)
 			for (j = 0; j < t->dirty.nr; j++)
@@ -271,8 +271,8 @@ static bool holder_gone(int err)
 static int track_start(struct track_args *a)
 {
 	struct uffdwp_holder_opts o = {
-		.track = { .pid = a->pid, .tree = a->tree },
-		.idle_timeout_s = a->idle_timeout,
+	    .track = {.pid = a->pid, .tree = a->tree},
+	    .idle_timeout_s = a->idle_timeout,
 	};
 	struct uffdwp_holder_status st;
 	int holder;
@@ -391,7 +391,7 @@ static int track_status(struct track_args *a)
 static int track_stop(struct track_args *a)
 {
 	struct uffdwp_stop_stats s;
-	int err = uffdwp_holder_stop(a->pid, a->recollapse, &s);
+	int err = uffdwp_holder_stop(a->pid, a->recollapse, &s), i;
 
 	if (holder_gone(err)) {
 		fprintf(stderr, "uffdwp: %d is not tracked (no holder answers)\n", a->pid);
@@ -401,6 +401,9 @@ static int track_stop(struct track_args *a)
 		fprintf(stderr, "uffdwp: stop of %d: %s\n", a->pid, uffdwp_strerror(-err));
 		return 1;
 	}
+	/* Return once the holder is gone, so a new tracker can start right away. */
+	for (i = 0; i < 500 && uffdwp_holder_running(a->pid) > 0; i++)
+		usleep(10000);
 	if (cli_json)
 		printf("{\"pid\": %d, \"stopped\": true, \"thp_split_bytes\": %" PRIu64
 		       ", \"thp_recollapsed_bytes\": %" PRIu64 "}\n",
@@ -464,7 +467,7 @@ static int rate_cmp(const void *x, const void *y)
 
 static int track_rate(struct track_args *a)
 {
-	struct uffdwp_tracker_opts o = { .pid = a->pid, .tree = a->tree };
+	struct uffdwp_tracker_opts o = {.pid = a->pid, .tree = a->tree};
 	struct uffdwp_tracker *t = NULL;
 	struct rate_map *maps = NULL;
 	size_t nmaps = 0, i;
@@ -486,8 +489,8 @@ static int track_rate(struct track_args *a)
 	if (cli_json)
 		printf("{\"pid\": %d, \"interval_s\": %.3f, \"samples\": [", a->pid, a->interval);
 	for (n = 0; n < a->count; n++) {
-		struct timespec ts = { .tv_sec = (time_t)a->interval,
-				       .tv_nsec = (long)((a->interval - (time_t)a->interval) * 1e9) };
+		struct timespec ts = {.tv_sec = (time_t)a->interval,
+				      .tv_nsec = (long)((a->interval - (time_t)a->interval) * 1e9)};
 		struct uffdwp_report *r;
 		uint64_t bytes;
 		double rate;
@@ -509,8 +512,8 @@ static int track_rate(struct track_args *a)
 			printf("%s{\"pages_per_s\": %.1f, \"mb_per_s\": %.3f, \"scan_ms\": %.3f}",
 			       n ? ", " : "", rate / 4096, rate / 1e6, r->scan_ns / 1e6);
 		else
-			printf("%3d: %10.0f pages/s %9.2f MB/s  (scan %.2f ms, %zu task(s))\n", n + 1,
-			       rate / 4096, rate / 1e6, r->scan_ns / 1e6, r->nr_tasks);
+			printf("%3d: %10.0f pages/s %9.2f MB/s  (scan %.2f ms, %zu task(s))\n",
+			       n + 1, rate / 4096, rate / 1e6, r->scan_ns / 1e6, r->nr_tasks);
 		fflush(stdout);
 		uffdwp_report__free(r);
 	}

@@ -16,9 +16,9 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } commands[] = {
-	{ "track", cmd_track, "track the pages a running process tree writes" },
-	{ "img", cmd_img, "inspect, verify, merge and flatten compressed images" },
-	{ "__debug", cmd_debug, NULL }, /* internal: library pieces, for the tests */
+    {"track", cmd_track, "track the pages a running process tree writes"},
+    {"img", cmd_img, "inspect, verify, merge and flatten compressed images"},
+    {"__debug", cmd_debug, NULL}, /* internal: library pieces, for the tests */
 };
 
 static void usage(FILE *f)
@@ -69,8 +69,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	uffdwp_log_set_level(cli_verbose >= 2 ? UFFDWP_LOG_DEBUG :
-			     cli_verbose == 1 ? UFFDWP_LOG_INFO : UFFDWP_LOG_WARN);
+	uffdwp_log_set_level(cli_verbose >= 2	? UFFDWP_LOG_DEBUG
+			     : cli_verbose == 1 ? UFFDWP_LOG_INFO
+						: UFFDWP_LOG_WARN);
 
 	for (c = 0; c < sizeof(commands) / sizeof(commands[0]); c++)
 		if (!strcmp(argv[i], commands[c].name))

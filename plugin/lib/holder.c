@@ -223,7 +223,7 @@ static int read_all(int fd, void *p, size_t len)
 
 static int msg_send(int fd, uint32_t type, const struct buf *b)
 {
-	struct wire_hdr h = { .magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0 };
+	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
 	int err;
 
 	err = write_all(fd, &h, sizeof(h));
@@ -350,7 +350,7 @@ static int peer_ok(int fd)
 
 static void holder_reply_err(int fd, int err)
 {
-	struct buf b = { 0 };
+	struct buf b = {0};
 
 	if (!put_u64(&b, (uint64_t)(int64_t)err))
 		msg_send(fd, RESP_ERR, &b);
@@ -361,7 +361,7 @@ static void holder_reply_err(int fd, int err)
 static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffdwp_tracker **tp,
 			uint64_t started_ms, uint64_t *last_gen)
 {
-	struct buf in = { 0 }, out = { 0 };
+	struct buf in = {0}, out = {0};
 	struct uffdwp_report *rep = NULL;
 	struct uffdwp_stop_stats stop;
 	struct uffdwp_holder_status hs;
@@ -426,7 +426,7 @@ out:
 
 static int holder_listen(pid_t pid)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, err;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), UFFDWP_SOCK_FMT, pid);
@@ -483,14 +483,14 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	close(notify);
 
 	while (!holder_quit) {
-		struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 		int n = poll(&pfd, 1, 1000);
 
 		if (n > 0 && (pfd.revents & POLLIN)) {
 			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (cfd >= 0) {
-				struct timeval tv = { .tv_sec = 30 };
+				struct timeval tv = {.tv_sec = 30};
 
 				setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 				last = mono_ms();
@@ -590,7 +590,7 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t want,
 		       struct buf *resp)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint32_t rtype;
 	int fd, err;
 
@@ -618,7 +618,7 @@ static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t
 
 int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
 {
-	struct buf resp = { 0 };
+	struct buf resp = {0};
 	int err;
 
 	err = client_call(pid, REQ_SCAN, NULL, RESP_REPORT, &resp);
@@ -630,7 +630,7 @@ int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
 
 int uffdwp_holder_commit(pid_t pid, uint64_t gen)
 {
-	struct buf req = { 0 }, resp = { 0 };
+	struct buf req = {0}, resp = {0};
 	int err;
 
 	err = put_u64(&req, gen);
@@ -643,7 +643,7 @@ int uffdwp_holder_commit(pid_t pid, uint64_t gen)
 
 int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st)
 {
-	struct buf resp = { 0 };
+	struct buf resp = {0};
 	int err;
 
 	err = client_call(pid, REQ_STATUS, NULL, RESP_STATUS, &resp);
@@ -657,7 +657,7 @@ int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st)
 
 int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats)
 {
-	struct buf req = { 0 }, resp = { 0 };
+	struct buf req = {0}, resp = {0};
 	int err;
 
 	err = put_u64(&req, recollapse ? 1 : 0);

@@ -18,11 +18,11 @@
 
 #include "tracker.h"
 
-#define UFFDWP_RUN_DIR		"/run/uffdwp"
-#define UFFDWP_SOCK_FMT		UFFDWP_RUN_DIR "/%d.sock"
-#define UFFDWP_LOCK_FMT		UFFDWP_RUN_DIR "/%d.lock"
-#define UFFDWP_LOG_FMT		UFFDWP_RUN_DIR "/%d.log"
-#define UFFDWP_IDLE_TIMEOUT_S	3600
+#define UFFDWP_RUN_DIR	      "/run/uffdwp"
+#define UFFDWP_SOCK_FMT	      UFFDWP_RUN_DIR "/%d.sock"
+#define UFFDWP_LOCK_FMT	      UFFDWP_RUN_DIR "/%d.lock"
+#define UFFDWP_LOG_FMT	      UFFDWP_RUN_DIR "/%d.log"
+#define UFFDWP_IDLE_TIMEOUT_S 3600
 
 struct uffdwp_holder_opts {
 	struct uffdwp_tracker_opts track;

@@ -66,8 +66,8 @@
 #define EXEC_SCAN_MAX (16 * 1024 * 1024)
 
 struct uffdwp_remote {
-	pid_t pid; /* thread group id */
-	pid_t tid; /* the stopped thread */
+	pid_t pid;		  /* thread group id */
+	pid_t tid;		  /* the stopped thread */
 	unsigned long syscall_ip; /* address of a 0f 05 in the target */
 	struct user_regs_struct saved;
 	uint64_t saved_sigmask;
@@ -181,8 +181,8 @@ static int pick_thread(pid_t pid, pid_t *tgid, pid_t *tid, struct proc_status *s
 /* Read @len bytes at @addr of the target: process_vm_readv, or /proc/PID/mem. */
 static ssize_t remote_read(pid_t tid, unsigned long addr, void *buf, size_t len)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)addr, .iov_len = len };
+	struct iovec local = {.iov_base = buf, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)addr, .iov_len = len};
 	char path[64];
 	ssize_t n;
 	int fd, err;
@@ -269,7 +269,8 @@ static int find_syscall_insn(struct uffdwp_remote *r)
 				continue;
 			err = scan_for_syscall(r, start, end, pass ? exec_budget : VDSO_READ_MAX);
 			if (pass == 1)
-				exec_budget -= end - start < exec_budget ? end - start : exec_budget;
+				exec_budget -=
+				    end - start < exec_budget ? end - start : exec_budget;
 			if (!err)
 				break;
 		}
@@ -285,7 +286,7 @@ static int find_syscall_insn(struct uffdwp_remote *r)
 
 static void sleep_us(long us)
 {
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+	struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
 
 	nanosleep(&ts, NULL);
 }
@@ -307,7 +308,7 @@ static long elapsed_us(const struct timespec *since)
  */
 static int wait_event(struct uffdwp_remote *r, int *status, int timeout_ms)
 {
-	struct timespec t0 = { 0, 0 };
+	struct timespec t0 = {0, 0};
 	long delay = 0;
 	pid_t ret;
 
@@ -331,8 +332,8 @@ static int wait_event(struct uffdwp_remote *r, int *status, int timeout_ms)
 			sched_yield();
 			delay++;
 		} else {
-			sleep_us(delay < 1000 ? delay : 1000);
-			delay *= 2;
+			sleep_us(delay);
+			delay = delay < 500 ? delay * 2 : 1000;
 		}
 	}
 	if (WIFEXITED(*status) || WIFSIGNALED(*status)) {
@@ -379,7 +380,7 @@ static bool is_stop_signal(int sig)
  * SIG_DFL*, so these stay unblocked while we run and a fault of ours shows
  * up as a signal-delivery-stop we can discard.
  */
-static const int sync_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS };
+static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS};
 
 static uint64_t sigbit(int sig)
 {
@@ -416,9 +417,10 @@ static int wait_first_stop(struct uffdwp_remote *r)
 			struct proc_status st = {};
 
 			read_status(r->pid, r->tid, &st);
-			pr_err("thread %d did not stop within %d ms (state %c); it stays seized until "
-			       "a later attach finds it stopped, or this process exits\n",
-			       r->tid, STOP_TIMEOUT_MS, st.state ? st.state : '?');
+			pr_err(
+			    "thread %d did not stop within %d ms (state %c); it stays seized until "
+			    "a later attach finds it stopped, or this process exits\n",
+			    r->tid, STOP_TIMEOUT_MS, st.state ? st.state : '?');
 			return err;
 		}
 		if (err)
@@ -485,8 +487,8 @@ static int wait_syscall_stop(struct uffdwp_remote *r)
 		}
 		/* Raised by the kernel for an instruction (SI_KERNEL for #GP and int3). */
 		if (si.si_code > 0 && sig != SIGSTOP && (sigbit(sig) & ~injection_sigmask())) {
-			pr_err("thread %d got signal %d (code %d) running an injected call\n", r->tid,
-			       sig, si.si_code);
+			pr_err("thread %d got signal %d (code %d) running an injected call\n",
+			       r->tid, sig, si.si_code);
 			return -EFAULT;
 		}
 		if (sig != SIGSTOP) {
@@ -644,8 +646,8 @@ err_free:
 }
 
 int uffdwp_remote__syscall(struct uffdwp_remote *r, long *ret, long nr, unsigned long a1,
-			   unsigned long a2, unsigned long a3, unsigned long a4,
-			   unsigned long a5, unsigned long a6)
+			   unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5,
+			   unsigned long a6)
 {
 	struct user_regs_struct regs;
 	int err;
@@ -699,8 +701,8 @@ int uffdwp_remote__syscall(struct uffdwp_remote *r, long *ret, long nr, unsigned
 		goto err_log;
 	}
 	if (regs.orig_rax != (unsigned long long)nr || regs.rip != r->syscall_ip + 2) {
-		pr_err("thread %d stopped in syscall %lld at %#llx, expected %ld at %#lx\n",
-		       r->tid, regs.orig_rax, regs.rip, nr, r->syscall_ip + 2);
+		pr_err("thread %d stopped in syscall %lld at %#llx, expected %ld at %#lx\n", r->tid,
+		       regs.orig_rax, regs.rip, nr, r->syscall_ip + 2);
 		return -EIO;
 	}
 

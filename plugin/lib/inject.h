@@ -43,8 +43,8 @@ int uffdwp_remote__attach(pid_t pid, struct uffdwp_remote **out);
  * Pointer arguments are addresses in the target.
  */
 int uffdwp_remote__syscall(struct uffdwp_remote *r, long *ret, long nr, unsigned long a1,
-			   unsigned long a2, unsigned long a3, unsigned long a4,
-			   unsigned long a5, unsigned long a6);
+			   unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5,
+			   unsigned long a6);
 
 /* The pid of the thread that runs the calls. */
 pid_t uffdwp_remote__tid(const struct uffdwp_remote *r);

@@ -45,7 +45,10 @@ void uffdwp_log(enum uffdwp_loglevel level, const char *fmt, ...)
 	if (log_sink)
 		log_sink(level, buf);
 	else
-		fprintf(stderr, "uffdwp: %s%s", level == UFFDWP_LOG_ERROR ? "error: " :
-				level == UFFDWP_LOG_WARN ? "warning: " : "", buf);
+		fprintf(stderr, "uffdwp: %s%s",
+			level == UFFDWP_LOG_ERROR  ? "error: "
+			: level == UFFDWP_LOG_WARN ? "warning: "
+						   : "",
+			buf);
 	errno = saved;
 }

@@ -25,7 +25,7 @@ void uffdwp_log_set_level(enum uffdwp_loglevel level);
 enum uffdwp_loglevel uffdwp_log_get_level(void);
 
 void uffdwp_log(enum uffdwp_loglevel level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 #ifndef LOG_PREFIX
 #define LOG_PREFIX ""
@@ -36,7 +36,7 @@ void uffdwp_log(enum uffdwp_loglevel level, const char *fmt, ...)
 #define pr_info(fmt, ...)  uffdwp_log(UFFDWP_LOG_INFO, LOG_PREFIX fmt, ##__VA_ARGS__)
 #define pr_debug(fmt, ...) uffdwp_log(UFFDWP_LOG_DEBUG, LOG_PREFIX fmt, ##__VA_ARGS__)
 /* Like CRIU: no trailing \n in @fmt, errno is appended. */
-#define pr_perror(fmt, ...)                                                                       \
+#define pr_perror(fmt, ...)                                                                        \
 	uffdwp_log(UFFDWP_LOG_ERROR, LOG_PREFIX fmt ": %s\n", ##__VA_ARGS__, uffdwp_strerror(errno))
 
 const char *uffdwp_strerror(int err);

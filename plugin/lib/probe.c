@@ -49,18 +49,17 @@ static int probe_thp(int *why);
 static int probe_madv_collapse(int *why);
 
 static const struct feature features[UFFDWP_FEAT__MAX] = {
-	[UFFDWP_FEAT_USERFAULTFD] = { "userfaultfd", "4.3", true, probe_userfaultfd },
-	[UFFDWP_FEAT_UFFD_WP] = { "UFFDIO_REGISTER_MODE_WP", "5.7", true, probe_uffd_wp },
-	[UFFDWP_FEAT_WP_UNPOPULATED] = { "UFFD_FEATURE_WP_UNPOPULATED", "6.4", true,
-					 probe_wp_unpopulated },
-	[UFFDWP_FEAT_WP_ASYNC] = { "UFFD_FEATURE_WP_ASYNC", "6.7", true, probe_wp_async },
-	[UFFDWP_FEAT_PAGEMAP_SCAN] = { "PAGEMAP_SCAN", "6.7", true, probe_pagemap_scan },
-	[UFFDWP_FEAT_PTE_MARKER] = { "uffd-wp PTE markers", "5.19", false, probe_pte_marker },
-	[UFFDWP_FEAT_WP_SHMEM] = { "UFFD_FEATURE_WP_HUGETLBFS_SHMEM", "5.19", false,
-				   probe_wp_shmem },
-	[UFFDWP_FEAT_PIDFD_GETFD] = { "pidfd_getfd", "5.6", true, probe_pidfd_getfd },
-	[UFFDWP_FEAT_THP] = { "transparent huge pages", "2.6.38", false, probe_thp },
-	[UFFDWP_FEAT_MADV_COLLAPSE] = { "MADV_COLLAPSE", "6.1", false, probe_madv_collapse },
+    [UFFDWP_FEAT_USERFAULTFD] = {"userfaultfd", "4.3", true, probe_userfaultfd},
+    [UFFDWP_FEAT_UFFD_WP] = {"UFFDIO_REGISTER_MODE_WP", "5.7", true, probe_uffd_wp},
+    [UFFDWP_FEAT_WP_UNPOPULATED] = {"UFFD_FEATURE_WP_UNPOPULATED", "6.4", true,
+				    probe_wp_unpopulated},
+    [UFFDWP_FEAT_WP_ASYNC] = {"UFFD_FEATURE_WP_ASYNC", "6.7", true, probe_wp_async},
+    [UFFDWP_FEAT_PAGEMAP_SCAN] = {"PAGEMAP_SCAN", "6.7", true, probe_pagemap_scan},
+    [UFFDWP_FEAT_PTE_MARKER] = {"uffd-wp PTE markers", "5.19", false, probe_pte_marker},
+    [UFFDWP_FEAT_WP_SHMEM] = {"UFFD_FEATURE_WP_HUGETLBFS_SHMEM", "5.19", false, probe_wp_shmem},
+    [UFFDWP_FEAT_PIDFD_GETFD] = {"pidfd_getfd", "5.6", true, probe_pidfd_getfd},
+    [UFFDWP_FEAT_THP] = {"transparent huge pages", "2.6.38", false, probe_thp},
+    [UFFDWP_FEAT_MADV_COLLAPSE] = {"MADV_COLLAPSE", "6.1", false, probe_madv_collapse},
 };
 
 static struct {
@@ -72,8 +71,7 @@ static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
 static bool errno_means_missing(int err)
 {
-	return err == EINVAL || err == ENOTTY || err == ENOSYS || err == EPERM ||
-	       err == EOPNOTSUPP;
+	return err == EINVAL || err == ENOTTY || err == ENOSYS || err == EPERM || err == EOPNOTSUPP;
 }
 
 /* A failed step: missing (1 -> 0) or an error of the probe (-errno). */
@@ -130,7 +128,7 @@ static int uffd_open(int *why)
  */
 static int uffd_open_api(uint64_t want, int *why)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
+	struct uffdio_api api = {.api = UFFD_API, .features = want};
 	int fd, err;
 
 	fd = uffd_open(why);
@@ -182,8 +180,8 @@ static int probe_wp_async(int *why)
 static int uffd_register_wp(int fd, void *addr, size_t len, uint64_t *ioctls, int *why)
 {
 	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)addr, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_WP,
+	    .range = {.start = (uintptr_t)addr, .len = len},
+	    .mode = UFFDIO_REGISTER_MODE_WP,
 	};
 
 	if (ioctl(fd, UFFDIO_REGISTER, &reg))
@@ -445,8 +443,7 @@ static void probe_all(void)
 				uffdwp_strerror(-results[f].has));
 		else
 			pr_debug("%s: %s%s%s\n", features[f].name,
-				 results[f].has ? "present" : "missing",
-				 results[f].why ? ", " : "",
+				 results[f].has ? "present" : "missing", results[f].why ? ", " : "",
 				 results[f].why ? uffdwp_strerror(results[f].why) : "");
 	}
 }

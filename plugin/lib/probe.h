@@ -10,16 +10,16 @@
 #include <stdbool.h>
 
 enum uffdwp_feature {
-	UFFDWP_FEAT_USERFAULTFD,     /* userfaultfd(2), Linux 4.3 */
-	UFFDWP_FEAT_UFFD_WP,	     /* UFFDIO_REGISTER_MODE_WP on anon, Linux 5.7 */
-	UFFDWP_FEAT_WP_UNPOPULATED,  /* UFFD_FEATURE_WP_UNPOPULATED, Linux 6.4 */
-	UFFDWP_FEAT_WP_ASYNC,	     /* UFFD_FEATURE_WP_ASYNC, Linux 6.7 */
-	UFFDWP_FEAT_PAGEMAP_SCAN,    /* PAGEMAP_SCAN ioctl, Linux 6.7 */
-	UFFDWP_FEAT_PTE_MARKER,	     /* uffd-wp PTE markers (shmem, hugetlb), Linux 5.19 */
-	UFFDWP_FEAT_WP_SHMEM,	     /* UFFD_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19 */
-	UFFDWP_FEAT_PIDFD_GETFD,     /* pidfd_getfd(2), Linux 5.6 */
-	UFFDWP_FEAT_THP,	     /* transparent huge pages enabled (not "never") */
-	UFFDWP_FEAT_MADV_COLLAPSE,   /* MADV_COLLAPSE, Linux 6.1 */
+	UFFDWP_FEAT_USERFAULTFD,    /* userfaultfd(2), Linux 4.3 */
+	UFFDWP_FEAT_UFFD_WP,	    /* UFFDIO_REGISTER_MODE_WP on anon, Linux 5.7 */
+	UFFDWP_FEAT_WP_UNPOPULATED, /* UFFD_FEATURE_WP_UNPOPULATED, Linux 6.4 */
+	UFFDWP_FEAT_WP_ASYNC,	    /* UFFD_FEATURE_WP_ASYNC, Linux 6.7 */
+	UFFDWP_FEAT_PAGEMAP_SCAN,   /* PAGEMAP_SCAN ioctl, Linux 6.7 */
+	UFFDWP_FEAT_PTE_MARKER,	    /* uffd-wp PTE markers (shmem, hugetlb), Linux 5.19 */
+	UFFDWP_FEAT_WP_SHMEM,	    /* UFFD_FEATURE_WP_HUGETLBFS_SHMEM, Linux 5.19 */
+	UFFDWP_FEAT_PIDFD_GETFD,    /* pidfd_getfd(2), Linux 5.6 */
+	UFFDWP_FEAT_THP,	    /* transparent huge pages enabled (not "never") */
+	UFFDWP_FEAT_MADV_COLLAPSE,  /* MADV_COLLAPSE, Linux 6.1 */
 	UFFDWP_FEAT__MAX,
 };
 

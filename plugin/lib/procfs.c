@@ -25,12 +25,12 @@
 const char *uffdwp_vma_kind_name(enum uffdwp_vma_kind kind)
 {
 	static const char *const names[] = {
-		[UFFDWP_VMA_ANON] = "anon",
-		[UFFDWP_VMA_FILE_PRIVATE] = "file-private",
-		[UFFDWP_VMA_SHMEM] = "shmem",
-		[UFFDWP_VMA_HUGETLB] = "hugetlb",
-		[UFFDWP_VMA_FILE_SHARED] = "file-shared",
-		[UFFDWP_VMA_SPECIAL] = "special",
+	    [UFFDWP_VMA_ANON] = "anon",
+	    [UFFDWP_VMA_FILE_PRIVATE] = "file-private",
+	    [UFFDWP_VMA_SHMEM] = "shmem",
+	    [UFFDWP_VMA_HUGETLB] = "hugetlb",
+	    [UFFDWP_VMA_FILE_SHARED] = "file-shared",
+	    [UFFDWP_VMA_SPECIAL] = "special",
 	};
 
 	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
@@ -97,17 +97,17 @@ static void vma_classify(pid_t pid, struct uffdwp_vma *v, const char *path, stru
 		v->kind = UFFDWP_VMA_HUGETLB;
 	} else if (fstype == TMPFS_MAGIC || (v->prot & UFFDWP_VMA_SYSV) ||
 		   !strncmp(path, "/memfd:", 7) || !strcmp(path, "/dev/zero (deleted)")) {
-		v->kind = (v->prot & UFFDWP_VMA_SHARED) ? UFFDWP_VMA_SHMEM :
-							  UFFDWP_VMA_FILE_PRIVATE;
+		v->kind =
+		    (v->prot & UFFDWP_VMA_SHARED) ? UFFDWP_VMA_SHMEM : UFFDWP_VMA_FILE_PRIVATE;
 	} else {
-		v->kind = (v->prot & UFFDWP_VMA_SHARED) ? UFFDWP_VMA_FILE_SHARED :
-							  UFFDWP_VMA_FILE_PRIVATE;
+		v->kind = (v->prot & UFFDWP_VMA_SHARED) ? UFFDWP_VMA_FILE_SHARED
+							: UFFDWP_VMA_FILE_PRIVATE;
 	}
 }
 
 int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 {
-	struct fs_cache cache = { .nr = 0 };
+	struct fs_cache cache = {.nr = 0};
 	size_t cap = 0;
 	char path[64];
 	char *line = NULL;
@@ -132,7 +132,8 @@ int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 
 		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &pgoff,
 			   &maj, &mnr, &ino, &name_at) < 7) {
-			pr_err("cannot parse /proc/%d/maps line: %s", pid, line);
+			line[strcspn(line, "\n")] = '\0';
+			pr_err("cannot parse /proc/%d/maps line: %s\n", pid, line);
 			err = -EINVAL;
 			break;
 		}
@@ -392,8 +393,8 @@ static void scan_maps(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, bo
 	fclose(f);
 }
 
-int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr, const pid_t *tracked,
-				   size_t ntracked, bool *seen)
+int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
+				   const pid_t *tracked, size_t ntracked, bool *seen)
 {
 	struct dirent *de;
 	pid_t self = getpid();

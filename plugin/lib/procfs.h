@@ -9,12 +9,12 @@
 #include <sys/types.h>
 
 enum uffdwp_vma_kind {
-	UFFDWP_VMA_ANON,	/* private anonymous, heap, stack */
+	UFFDWP_VMA_ANON,	 /* private anonymous, heap, stack */
 	UFFDWP_VMA_FILE_PRIVATE, /* private file mapping: written pages are anon copies */
-	UFFDWP_VMA_SHMEM,	/* MAP_SHARED|MAP_ANONYMOUS, memfd, tmpfs file, SysV shm */
-	UFFDWP_VMA_HUGETLB,	/* hugetlbfs, private or shared */
-	UFFDWP_VMA_FILE_SHARED, /* shared mapping of a regular file: the content is the file's */
-	UFFDWP_VMA_SPECIAL,	/* [vdso], [vvar], [vsyscall] and the like: never dumped */
+	UFFDWP_VMA_SHMEM,	 /* MAP_SHARED|MAP_ANONYMOUS, memfd, tmpfs file, SysV shm */
+	UFFDWP_VMA_HUGETLB,	 /* hugetlbfs, private or shared */
+	UFFDWP_VMA_FILE_SHARED,	 /* shared mapping of a regular file: the content is the file's */
+	UFFDWP_VMA_SPECIAL,	 /* [vdso], [vvar], [vsyscall] and the like: never dumped */
 };
 
 #define UFFDWP_VMA_READ	  (1u << 0)
@@ -69,8 +69,8 @@ struct uffdwp_obj_id {
  * both go past the page tables we scan.
  * Returns 0 or -errno.
  */
-int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr, const pid_t *tracked,
-				   size_t ntracked, bool *seen);
+int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
+				   const pid_t *tracked, size_t ntracked, bool *seen);
 
 /* Start time of @pid in clock ticks since boot (field 22 of stat), or 0. */
 uint64_t uffdwp_proc_start_time(pid_t pid);

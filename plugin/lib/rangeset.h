@@ -22,7 +22,10 @@ struct uffdwp_rangeset {
 	size_t cap;
 };
 
-#define UFFDWP_RANGESET_INIT { NULL, 0, 0 }
+#define UFFDWP_RANGESET_INIT                                                                       \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 void uffdwp_rangeset__init(struct uffdwp_rangeset *rs);
 /* Frees the ranges; @rs may be reused after. Accepts NULL. */

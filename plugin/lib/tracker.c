@@ -20,9 +20,9 @@
 #include "procfs.h"
 #include "tracker.h"
 
-#define PAGE_SZ	   4096ULL
-#define SCAN_VEC   512
-#define HUGE_PMD   (2ULL << 20)
+#define PAGE_SZ	 4096ULL
+#define SCAN_VEC 512
+#define HUGE_PMD (2ULL << 20)
 
 struct pending_gen {
 	uint64_t gen;
@@ -32,11 +32,11 @@ struct pending_gen {
 struct trk_task {
 	pid_t pid;
 	uint64_t start_time;
-	int uffd;	  /* ours; -1 when tracking of this task is lost */
-	int pagemap_fd;	  /* opened on the same mm as uffd: tells us when it dies */
-	bool adopted;	  /* uffd came from the caller (CRIU), do not re-inject */
-	bool fresh;	  /* attached, all of it still to be reported */
-	bool seen;	  /* found in this scan's walk of the tree */
+	int uffd;	/* ours; -1 when tracking of this task is lost */
+	int pagemap_fd; /* opened on the same mm as uffd: tells us when it dies */
+	bool adopted;	/* uffd came from the caller (CRIU), do not re-inject */
+	bool fresh;	/* attached, all of it still to be reported */
+	bool seen;	/* found in this scan's walk of the tree */
 	uint64_t thp_bytes_start;
 	struct uffdwp_rangeset ours;	  /* ranges registered by our uffd */
 	struct uffdwp_rangeset thp_start; /* PMD-mapped when tracking began */
@@ -53,8 +53,8 @@ struct shm_obj {
 	struct uffdwp_obj_id id;
 	struct shm_win *prev, *cur; /* mappings of it at the previous scan, and now */
 	size_t nr_prev, nr_cur;
-	bool tainted;	  /* once seen shared outside the tracked page tables: always dirty */
-	bool used;	  /* mapped by a tracked task in this scan */
+	bool tainted; /* once seen shared outside the tracked page tables: always dirty */
+	bool used;    /* mapped by a tracked task in this scan */
 	int sysv_id;
 	unsigned long tracked_attach;
 	uint64_t atime, dtime;
@@ -73,14 +73,14 @@ struct uffdwp_tracker {
 };
 
 static const char *const reason_names[UFFDWP_R__MAX] = {
-	[UFFDWP_R_NEW_TASK] = "new-task",
-	[UFFDWP_R_NEW_MAPPING] = "new-mapping",
-	[UFFDWP_R_FOREIGN_UFFD] = "foreign-userfaultfd",
-	[UFFDWP_R_UNTRACKABLE] = "untrackable",
-	[UFFDWP_R_SHMEM_SHARED] = "shmem-shared",
-	[UFFDWP_R_SCAN_FAILED] = "scan-failed",
-	[UFFDWP_R_LOST] = "tracking-lost",
-	[UFFDWP_R_NOT_DUMPED] = "not-dumped",
+    [UFFDWP_R_NEW_TASK] = "new-task",
+    [UFFDWP_R_NEW_MAPPING] = "new-mapping",
+    [UFFDWP_R_FOREIGN_UFFD] = "foreign-userfaultfd",
+    [UFFDWP_R_UNTRACKABLE] = "untrackable",
+    [UFFDWP_R_SHMEM_SHARED] = "shmem-shared",
+    [UFFDWP_R_SCAN_FAILED] = "scan-failed",
+    [UFFDWP_R_LOST] = "tracking-lost",
+    [UFFDWP_R_NOT_DUMPED] = "not-dumped",
 };
 
 const char *uffdwp_reason_name(enum uffdwp_reason r)
@@ -149,15 +149,15 @@ static int pm_scan_inv(int fd, uint64_t start, uint64_t end, uint64_t flags, uin
 {
 	struct page_region vec[SCAN_VEC];
 	struct pm_scan_arg arg = {
-		.size = sizeof(arg),
-		.flags = flags,
-		.start = start,
-		.end = end,
-		.vec = (uintptr_t)vec,
-		.vec_len = SCAN_VEC,
-		.category_inverted = inverted,
-		.category_mask = mask,
-		.return_mask = mask,
+	    .size = sizeof(arg),
+	    .flags = flags,
+	    .start = start,
+	    .end = end,
+	    .vec = (uintptr_t)vec,
+	    .vec_len = SCAN_VEC,
+	    .category_inverted = inverted,
+	    .category_mask = mask,
+	    .return_mask = mask,
 	};
 	int err;
 
@@ -273,9 +273,9 @@ static void task_fini(struct trk_task *tk)
 static int uffd_api(int uffd)
 {
 	struct uffdio_api api = {
-		.api = UFFD_API,
-		.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
-			    UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+	    .api = UFFD_API,
+	    .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |
+			UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
 	};
 
 	if (ioctl(uffd, UFFDIO_API, &api)) {
@@ -399,8 +399,8 @@ static struct trk_task *tracker_find(const struct uffdwp_tracker *t, pid_t pid)
 static int reg_range(int uffd, uint64_t start, uint64_t end)
 {
 	struct uffdio_register reg = {
-		.range = { .start = start, .len = end - start },
-		.mode = UFFDIO_REGISTER_MODE_WP,
+	    .range = {.start = start, .len = end - start},
+	    .mode = UFFDIO_REGISTER_MODE_WP,
 	};
 
 	return ioctl(uffd, UFFDIO_REGISTER, &reg) ? -errno : 0;
@@ -409,8 +409,8 @@ static int reg_range(int uffd, uint64_t start, uint64_t end)
 static int protect_range(int uffd, uint64_t start, uint64_t end)
 {
 	struct uffdio_writeprotect wp = {
-		.range = { .start = start, .len = end - start },
-		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	    .range = {.start = start, .len = end - start},
+	    .mode = UFFDIO_WRITEPROTECT_MODE_WP,
 	};
 
 	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
@@ -437,10 +437,10 @@ static int protect_present(struct trk_task *tk, uint64_t start, uint64_t end)
 }
 
 /* pagemap: swapped, and the swap type of the entry (5 bits). */
-#define PM_SWAP_BIT	   (1ULL << 62)
-#define PM_SWP_TYPE(e)	   ((e) & 0x1f)
+#define PM_SWAP_BIT    (1ULL << 62)
+#define PM_SWP_TYPE(e) ((e)&0x1f)
 /* Types this high are no swap device: PTE markers, migration, hwpoison. */
-#define PM_SWP_NOT_DEVICE  24
+#define PM_SWP_NOT_DEVICE 24
 
 /*
  * A private file page that was ours (COW) and got zapped leaves a uffd-wp
@@ -465,7 +465,7 @@ static int scan_file_markers(struct trk_task *tk, uint64_t start, uint64_t end,
 	}
 	for (i = 0; !err && i < swapped.nr; i++) {
 		for (a = swapped.r[i].start; !err && a < swapped.r[i].end; a += PAGE_SZ) {
-			struct uffdio_writeprotect wp = { .range = { a, PAGE_SZ }, .mode = 0 };
+			struct uffdio_writeprotect wp = {.range = {a, PAGE_SZ}, .mode = 0};
 			uint64_t e;
 
 			if (pread(tk->pagemap_fd, &e, sizeof(e), a / PAGE_SZ * 8) != sizeof(e))
@@ -542,8 +542,8 @@ static int task_register(struct trk_task *tk, const struct uffdwp_vma *v, uint64
 	 * VM). Anything else: the kernel will not track this kind of memory.
 	 * Either way it is dirty at every scan.
 	 */
-	return note_add(rep, start, end, err == -EBUSY ? UFFDWP_R_FOREIGN_UFFD :
-			UFFDWP_R_UNTRACKABLE, -err);
+	return note_add(rep, start, end,
+			err == -EBUSY ? UFFDWP_R_FOREIGN_UFFD : UFFDWP_R_UNTRACKABLE, -err);
 }
 
 /*
@@ -671,27 +671,40 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 	if (err)
 		goto out;
 
-	/* The scan proper: runs of our registered ranges, each on its own. */
+	/*
+	 * The scan proper: runs of our registered ranges, each on its own. In
+	 * private file mappings only our own copies of pages count: a file
+	 * page without protection (fault-around, reclaim and refault) holds
+	 * the file's data, which no dumper takes from us.
+	 */
 	for (j = 0; j < ours_now.nr; j++) {
 		uint64_t s = ours_now.r[j].start, e = ours_now.r[j].end;
 
 		rep->tracked_bytes += e - s;
-		err = pm_scan(tk->pagemap_fd, s, e, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-			      PAGE_IS_WRITTEN, written, &failed_at);
-		if (err == -ENOMEM)
-			goto out;
-		if (err) {
-			/*
-			 * The vector of the failed call may hold regions the kernel
-			 * already re-protected: all of the rest is dirty.
-			 */
-			pr_info("scan of %d at %" PRIx64 "-%" PRIx64 " failed: %s\n", tk->pid,
-				failed_at, e, uffdwp_strerror(-err));
-			err = note_add(rep, failed_at, e, UFFDWP_R_SCAN_FAILED, -err);
-			if (!err)
-				err = scan_add_dirty(dirty, failed_at, e);
-			if (err)
+		while (s < e) {
+			uint64_t b = e;
+			bool fp = rangeset_edge(&file_priv, s, &b);
+
+			err = pm_scan_inv(tk->pagemap_fd, s, b,
+					  PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+					  PAGE_IS_WRITTEN | (fp ? PAGE_IS_FILE : 0),
+					  fp ? PAGE_IS_FILE : 0, written, &failed_at);
+			if (err == -ENOMEM)
 				goto out;
+			if (err) {
+				/*
+				 * The vector of the failed call may hold regions the
+				 * kernel already re-protected: all the rest is dirty.
+				 */
+				pr_info("scan of %d at %" PRIx64 "-%" PRIx64 " failed: %s\n",
+					tk->pid, failed_at, b, uffdwp_strerror(-err));
+				err = note_add(rep, failed_at, b, UFFDWP_R_SCAN_FAILED, -err);
+				if (!err)
+					err = scan_add_dirty(dirty, failed_at, b);
+				if (err)
+					goto out;
+			}
+			s = b;
 		}
 	}
 	for (j = 0; j < file_priv.nr && !err; j++)
@@ -836,8 +849,9 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 			o->tracked_attach++;
 			if (obj_add_win(o, t->tasks[i].pid, v))
 				return -ENOMEM;
-			err = uffdwp_rangeset__add_clipped(&o->dirty, &st[i].dirty, v->start, v->end,
-							   (int64_t)v->pgoff - (int64_t)v->start);
+			err =
+			    uffdwp_rangeset__add_clipped(&o->dirty, &st[i].dirty, v->start, v->end,
+							 (int64_t)v->pgoff - (int64_t)v->start);
 			if (err)
 				return err;
 		}
@@ -858,8 +872,8 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 			for (c = 0; c < o->nr_cur; c++)
 				if (!memcmp(w, &o->cur[c], sizeof(*w)))
 					break;
-			if (c == o->nr_cur &&
-			    uffdwp_rangeset__add(&o->dirty, w->pgoff, w->pgoff + (w->end - w->start)))
+			if (c == o->nr_cur && uffdwp_rangeset__add(&o->dirty, w->pgoff,
+								   w->pgoff + (w->end - w->start)))
 				return -ENOMEM;
 		}
 		free(o->prev);
@@ -943,9 +957,10 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 					err = note_add(&rep->tasks[i], v->start, v->end,
 						       UFFDWP_R_SHMEM_SHARED, 0);
 			} else {
-				err = uffdwp_rangeset__add_clipped(&st[i].dirty, &o->dirty, v->pgoff,
-								   v->pgoff + (v->end - v->start),
-								   (int64_t)v->start - (int64_t)v->pgoff);
+				err = uffdwp_rangeset__add_clipped(
+				    &st[i].dirty, &o->dirty, v->pgoff,
+				    v->pgoff + (v->end - v->start),
+				    (int64_t)v->start - (int64_t)v->pgoff);
 			}
 			if (err)
 				goto out;
@@ -1118,9 +1133,10 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 			tk->fresh = true;
 		}
 		if (tk->fresh || r) {
-			enum uffdwp_reason why = (tr->flags & UFFDWP_TASK_LOST) ? UFFDWP_R_LOST :
-						 (tr->flags & UFFDWP_TASK_EXEC) ? UFFDWP_R_NEW_MAPPING :
-						 UFFDWP_R_NEW_TASK;
+			enum uffdwp_reason why = (tr->flags & UFFDWP_TASK_LOST) ? UFFDWP_R_LOST
+						 : (tr->flags & UFFDWP_TASK_EXEC)
+						     ? UFFDWP_R_NEW_MAPPING
+						     : UFFDWP_R_NEW_TASK;
 
 			r = dirty_all(&st[i].maps, tr, &st[i].dirty, why, 0);
 			if (r) {
@@ -1315,7 +1331,8 @@ size_t uffdwp_tracker__mem_bytes(const struct uffdwp_tracker *t)
 
 		sum += (tk->ours.cap + tk->thp_start.cap) * sizeof(struct uffdwp_range);
 		for (p = 0; p < tk->nr_pend; p++)
-			sum += sizeof(tk->pend[p]) + tk->pend[p].set.cap * sizeof(struct uffdwp_range);
+			sum +=
+			    sizeof(tk->pend[p]) + tk->pend[p].set.cap * sizeof(struct uffdwp_range);
 	}
 	for (i = 0; i < t->nr_objs; i++)
 		sum += t->objs[i].dirty.cap * sizeof(struct uffdwp_range);
@@ -1333,7 +1350,8 @@ static void task_recollapse(struct trk_task *tk, struct uffdwp_stop_stats *stats
 	if (!tk->thp_start.nr || tk->pagemap_fd < 0)
 		return;
 	if (pm_scan(tk->pagemap_fd, tk->thp_start.r[0].start,
-		    tk->thp_start.r[tk->thp_start.nr - 1].end, 0, PAGE_IS_HUGE, &huge_now, &failed_at))
+		    tk->thp_start.r[tk->thp_start.nr - 1].end, 0, PAGE_IS_HUGE, &huge_now,
+		    &failed_at))
 		goto out;
 	for (i = 0; i < tk->thp_start.nr; i++)
 		if (uffdwp_rangeset__add(&split, tk->thp_start.r[i].start, tk->thp_start.r[i].end))
@@ -1367,9 +1385,10 @@ static void task_recollapse(struct trk_task *tk, struct uffdwp_stop_stats *stats
 	if (!pm_scan(tk->pagemap_fd, split.r[0].start, split.r[split.nr - 1].end, 0, PAGE_IS_HUGE,
 		     &huge_now, &failed_at))
 		for (i = 0; i < huge_now.nr; i++)
-			if (uffdwp_rangeset__overlaps(&split, huge_now.r[i].start, huge_now.r[i].end))
+			if (uffdwp_rangeset__overlaps(&split, huge_now.r[i].start,
+						      huge_now.r[i].end))
 				stats->thp_recollapsed_bytes +=
-					huge_now.r[i].end - huge_now.r[i].start;
+				    huge_now.r[i].end - huge_now.r[i].start;
 out:
 	if (pidfd >= 0)
 		close(pidfd);
@@ -1377,7 +1396,8 @@ out:
 	uffdwp_rangeset__fini(&split);
 }
 
-void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse, struct uffdwp_stop_stats *stats)
+void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
+			  struct uffdwp_stop_stats *stats)
 {
 	size_t i;
 

@@ -24,14 +24,14 @@
 
 /* Why a range is dirty beyond "the scan saw it written". */
 enum uffdwp_reason {
-	UFFDWP_R_NEW_TASK = 1,	 /* task was not tracked before: all of it */
-	UFFDWP_R_NEW_MAPPING,	 /* not registered: new mmap, mremap target, exec */
-	UFFDWP_R_FOREIGN_UFFD,	 /* another userfaultfd owns the range */
-	UFFDWP_R_UNTRACKABLE,	 /* the kernel refused to register it (err says why) */
-	UFFDWP_R_SHMEM_SHARED,	 /* shared object open as a file or mapped outside the tree */
-	UFFDWP_R_SCAN_FAILED,	 /* the scan of the range stopped part way */
-	UFFDWP_R_LOST,		 /* tracking lost: mm gone or replaced, holder died */
-	UFFDWP_R_NOT_DUMPED,	 /* file-backed shared or special mapping: not memory to dump */
+	UFFDWP_R_NEW_TASK = 1, /* task was not tracked before: all of it */
+	UFFDWP_R_NEW_MAPPING,  /* not registered: new mmap, mremap target, exec */
+	UFFDWP_R_FOREIGN_UFFD, /* another userfaultfd owns the range */
+	UFFDWP_R_UNTRACKABLE,  /* the kernel refused to register it (err says why) */
+	UFFDWP_R_SHMEM_SHARED, /* shared object open as a file or mapped outside the tree */
+	UFFDWP_R_SCAN_FAILED,  /* the scan of the range stopped part way */
+	UFFDWP_R_LOST,	       /* tracking lost: mm gone or replaced, holder died */
+	UFFDWP_R_NOT_DUMPED,   /* file-backed shared or special mapping: not memory to dump */
 	UFFDWP_R__MAX,
 };
 
@@ -51,24 +51,24 @@ struct uffdwp_note {
 
 struct uffdwp_task_report {
 	pid_t pid;
-	uint32_t flags;			/* UFFDWP_TASK_* */
-	struct uffdwp_rangeset dirty;	/* all dirty bytes, pending ones included */
-	struct uffdwp_note *notes;	/* why ranges beyond the written ones are dirty */
+	uint32_t flags;		      /* UFFDWP_TASK_* */
+	struct uffdwp_rangeset dirty; /* all dirty bytes, pending ones included */
+	struct uffdwp_note *notes;    /* why ranges beyond the written ones are dirty */
 	size_t nr_notes;
-	uint64_t written_bytes;		/* what the scan itself found written */
-	uint64_t pending_bytes;		/* carried over from uncommitted scans */
-	uint64_t tracked_bytes;		/* registered and scanned */
-	uint64_t thp_bytes_start;	/* AnonHugePages when tracking began */
-	uint64_t thp_bytes_now;		/* and now */
+	uint64_t written_bytes;	  /* what the scan itself found written */
+	uint64_t pending_bytes;	  /* carried over from uncommitted scans */
+	uint64_t tracked_bytes;	  /* registered and scanned */
+	uint64_t thp_bytes_start; /* AnonHugePages when tracking began */
+	uint64_t thp_bytes_now;	  /* and now */
 };
 
 struct uffdwp_report {
-	uint64_t gen;			/* commit this to drop what it returned */
+	uint64_t gen; /* commit this to drop what it returned */
 	struct uffdwp_task_report *tasks;
 	size_t nr_tasks;
-	uint64_t scan_ns;		/* wall time of the whole scan */
-	uint32_t shmem_objects;		/* shared memory objects among the mappings */
-	uint32_t shmem_shared_objects;	/* of those, always dirty (open or mapped outside) */
+	uint64_t scan_ns;	       /* wall time of the whole scan */
+	uint32_t shmem_objects;	       /* shared memory objects among the mappings */
+	uint32_t shmem_shared_objects; /* of those, always dirty (open or mapped outside) */
 };
 
 void uffdwp_report__free(struct uffdwp_report *r);
@@ -79,7 +79,7 @@ struct uffdwp_tracker;
 
 struct uffdwp_tracker_opts {
 	pid_t pid;
-	bool tree;	/* also every descendant, present and future */
+	bool tree; /* also every descendant, present and future */
 };
 
 /*
@@ -132,7 +132,8 @@ struct uffdwp_stop_stats {
  * PMD-mapped when tracking began and are not any more. Frees @t.
  * Accepts NULL. @stats may be NULL.
  */
-void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse, struct uffdwp_stop_stats *stats);
+void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
+			  struct uffdwp_stop_stats *stats);
 
 /* Memory the tracker itself holds, in bytes (for the benchmark). */
 size_t uffdwp_tracker__mem_bytes(const struct uffdwp_tracker *t);

@@ -19,7 +19,8 @@
  *   fork                   child that just waits; answers its pid
  *   forkwrite ID PAGE N SEED  child writes its copy, then waits
  *   threads ID N SEED      N threads each write their share of ID, joined
- *   spin ID N              N threads write random pages until "unspin"
+ *   spin ID N [RATE]       N threads write random pages until "unspin",
+ *                          each RATE pages a second (default: flat out)
  *   unspin
  *   exec                   execve itself: answers "ready" again
  *   quit
@@ -60,8 +61,8 @@ static void fill_page(char *p, uint32_t seed, uint64_t page)
 	size_t i;
 
 	for (i = 0; i < PG / 8; i++)
-		w[i] = ((uint64_t)wl_pattern(seed, page, i) << 56) | (page << 16) | (seed & 0xffff) |
-		       ((uint64_t)i << 40);
+		w[i] = ((uint64_t)wl_pattern(seed, page, i) << 56) | (page << 16) |
+		       (seed & 0xffff) | ((uint64_t)i << 40);
 }
 
 static char *map_aligned(size_t len, size_t align, int prot, int flags, int fd)
@@ -153,6 +154,7 @@ static int nspin;
 struct spin_arg {
 	int id;
 	unsigned int seed;
+	long rate;
 };
 
 static void *spin_fn(void *p)
@@ -168,6 +170,8 @@ static void *spin_fn(void *p)
 		s = s * 1103515245 + 12345;
 		pg = (s >> 8) % pages;
 		((volatile uint64_t *)(r->addr + pg * PG))[(s >> 4) % (PG / 8)] = s;
+		if (a->rate)
+			usleep(1000000 / a->rate);
 	}
 	free(a);
 	return NULL;
@@ -233,7 +237,7 @@ static void command(char *line)
 		return wl_say("ok");
 	}
 	if (!strcmp(op, "exec")) {
-		char *argv[] = { self_path, NULL };
+		char *argv[] = {self_path, NULL};
 
 		fflush(stdout);
 		execv(self_path, argv);
@@ -380,6 +384,7 @@ static void command(char *line)
 
 			sa->id = id;
 			sa->seed = 12345 + i;
+			sa->rate = b;
 			pthread_create(&spinners[nspin++], NULL, spin_fn, sa);
 		}
 		return wl_say("ok");
@@ -390,9 +395,9 @@ mprotect:
 	if (sscanf(line, "%*s %*d %31s", arg) != 1)
 		return wl_say("error usage");
 	if (mprotect(reg[id].addr, reg[id].len,
-		     !strcmp(arg, "none") ? PROT_NONE :
-		     !strcmp(arg, "r")	  ? PROT_READ :
-					    PROT_READ | PROT_WRITE))
+		     !strcmp(arg, "none") ? PROT_NONE
+		     : !strcmp(arg, "r")  ? PROT_READ
+					  : PROT_READ | PROT_WRITE))
 		return wl_say("error mprotect: %s", strerror(errno));
 	return wl_say("ok");
 }
