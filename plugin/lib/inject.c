@@ -661,7 +661,8 @@ int uffdwp_remote__syscall(struct uffdwp_remote *r, long *ret, long nr, unsigned
 	 * Block every signal we can for the duration: one delivered now would
 	 * build its frame on our registers. PTRACE_GETSIGMASK gave the mask a
 	 * sigsuspend()/pselect() will go back to, and SETSIGMASK drops their
-	 * pending restore; they run again after the rewind, so that is fine.
+	 * pending restore; the kernel restarts them after we leave, and they
+	 * install their own mask again.
 	 */
 	if (!r->cur_sigmask) {
 		uint64_t mask = injection_sigmask();
@@ -763,7 +764,8 @@ static int open_pidfd(const struct uffdwp_remote *r)
 
 	/*
 	 * pidfd_getfd() reads the files of the task the pidfd names. A zombie
-	 * leader has none left, so name the live thread (PIDFD_THREAD, 6.9).
+	 * leader has none left (ESRCH, measured on 6.18), so name the live
+	 * thread (PIDFD_THREAD, 6.9).
 	 */
 	if (r->tid != r->pid) {
 		fd = (int)syscall(__NR_pidfd_open, r->tid, PIDFD_THREAD);
