@@ -128,6 +128,9 @@ def read_maps(pid):
     return maps
 
 
+ZERO_PAGE = bytes(PAGE)
+
+
 def _is_file_private(perms, name):
     return perms[3] == "p" and name.startswith("/") and not name.startswith("/dev/zero")
 
@@ -135,8 +138,9 @@ def _is_file_private(perms, name):
 def snapshot(pid):
     """The private data of pid as the process sees it: {page address: bytes}.
 
-    Every page of every anonymous or shared memory mapping is read through
-    /proc/PID/mem (reads fault nothing in as written). Of private file
+    Pages of anonymous mappings that are there, and every page of shared
+    memory mappings, are read through /proc/PID/mem (reads fault nothing in
+    as written); absent anonymous pages are zeros. Of private file
     mappings only the pages the process has its own copy of (anonymous
     pages, in pagemap) count: the others are the file's, which is where any
     dumper takes them from. Shared file mappings of regular files and
@@ -152,12 +156,19 @@ def snapshot(pid):
     with mem, pagemap:
         for lo, hi, perms, name in maps:
             own = None
-            if _is_file_private(perms, name):
+            anon = perms[3] == "p" and not name.startswith("/")
+            if _is_file_private(perms, name) or anon:
                 pagemap.seek(lo // PAGE * 8)
-                ents = struct.unpack(f"{(hi - lo) // PAGE}Q", pagemap.read((hi - lo) // PAGE * 8))
+                raw = b""
+                while len(raw) < (hi - lo) // PAGE * 8:
+                    chunk = pagemap.read((hi - lo) // PAGE * 8 - len(raw))
+                    if not chunk:
+                        break
+                    raw += chunk
+                ents = struct.unpack(f"{len(raw) // 8}Q", raw)
                 # bit 63 present, 62 swapped, 61 file page or shared anon
                 own = {lo + i * PAGE for i, e in enumerate(ents)
-                       if (e >> 62) & 3 and not (e >> 61) & 1}
+                       if (e >> 62) & 3 and (anon or not (e >> 61) & 1)}
             if name in ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]", "[uprobes]"):
                 continue
             if perms[3] == "s" and name.startswith("/") and not (
@@ -166,6 +177,10 @@ def snapshot(pid):
                 continue
             for a in range(lo, hi, PAGE):
                 if own is not None and a not in own:
+                    # An absent anonymous page reads as zeros; reading it
+                    # would fault it in, so say so without touching it.
+                    if anon:
+                        pages[a] = ZERO_PAGE
                     continue
                 try:
                     mem.seek(a)

@@ -40,6 +40,7 @@ struct trk_task {
 	uint64_t thp_bytes_start;
 	struct uffdwp_rangeset ours;	  /* ranges registered by our uffd */
 	struct uffdwp_rangeset thp_start; /* PMD-mapped when tracking began */
+	struct uffdwp_rangeset markers;	  /* uffd-wp markers in private file mappings */
 	struct pending_gen *pend;
 	size_t nr_pend;
 };
@@ -60,6 +61,7 @@ struct shm_obj {
 	uint64_t atime, dtime;
 	bool times_known;
 	struct uffdwp_rangeset dirty; /* object offsets, this scan */
+	struct uffdwp_rangeset gone;  /* of it, windows of mappings gone since the last scan */
 };
 
 struct uffdwp_tracker {
@@ -254,6 +256,7 @@ static void task_drop_uffd(struct trk_task *tk)
 		close(tk->pagemap_fd);
 	tk->uffd = tk->pagemap_fd = -1;
 	uffdwp_rangeset__clear(&tk->ours);
+	uffdwp_rangeset__clear(&tk->markers);
 }
 
 static void task_fini(struct trk_task *tk)
@@ -263,6 +266,7 @@ static void task_fini(struct trk_task *tk)
 	task_drop_uffd(tk);
 	uffdwp_rangeset__fini(&tk->ours);
 	uffdwp_rangeset__fini(&tk->thp_start);
+	uffdwp_rangeset__fini(&tk->markers);
 	for (i = 0; i < tk->nr_pend; i++)
 		uffdwp_rangeset__fini(&tk->pend[i].set);
 	free(tk->pend);
@@ -446,15 +450,19 @@ static int protect_present(struct trk_task *tk, uint64_t start, uint64_t end)
  * A private file page that was ours (COW) and got zapped leaves a uffd-wp
  * marker: not "written" to PAGEMAP_SCAN, yet the page now reads the file's
  * data, and pagemap calls it swapped, so a dumper would copy the file's
- * data over the old one. Report such pages dirty and clear the marker, so
- * that the next fault on them counts as a write.
+ * data over the old one. A marker is news once: the scan that first sees it
+ * reports it; while it stays, the page keeps reading the file. Markers the
+ * kernel puts on pages that never were ours (file text it remaps) cost one
+ * false positive each. Clearing them instead does not work: something puts
+ * them back on the next walk, and they would be reported at every scan.
+ * @markers collects the markers seen now.
  */
 static int scan_file_markers(struct trk_task *tk, uint64_t start, uint64_t end,
-			     struct uffdwp_rangeset *dirty)
+			     struct uffdwp_rangeset *dirty, struct uffdwp_rangeset *markers)
 {
 	struct uffdwp_rangeset swapped = UFFDWP_RANGESET_INIT;
-	uint64_t failed_at, a;
-	size_t i;
+	uint64_t failed_at, a, ent[64];
+	size_t i, k, n;
 	int err;
 
 	err = pm_scan(tk->pagemap_fd, start, end, 0, PAGE_IS_SWAPPED, &swapped, &failed_at);
@@ -464,18 +472,24 @@ static int scan_file_markers(struct trk_task *tk, uint64_t start, uint64_t end,
 		goto out;
 	}
 	for (i = 0; !err && i < swapped.nr; i++) {
-		for (a = swapped.r[i].start; !err && a < swapped.r[i].end; a += PAGE_SZ) {
-			struct uffdio_writeprotect wp = {.range = {a, PAGE_SZ}, .mode = 0};
-			uint64_t e;
+		for (a = swapped.r[i].start; !err && a < swapped.r[i].end; a += n * PAGE_SZ) {
+			n = (swapped.r[i].end - a) / PAGE_SZ;
+			if (n > 64)
+				n = 64;
+			if (pread(tk->pagemap_fd, ent, n * 8, a / PAGE_SZ * 8) != (ssize_t)(n * 8))
+				for (k = 0; k < n; k++)
+					ent[k] = PM_SWAP_BIT | PM_SWP_NOT_DEVICE;
+			for (k = 0; !err && k < n; k++) {
+				uint64_t pa = a + k * PAGE_SZ;
 
-			if (pread(tk->pagemap_fd, &e, sizeof(e), a / PAGE_SZ * 8) != sizeof(e))
-				e = PM_SWAP_BIT | PM_SWP_NOT_DEVICE;
-			if (!(e & PM_SWAP_BIT) || PM_SWP_TYPE(e) < PM_SWP_NOT_DEVICE)
-				continue;
-			err = uffdwp_rangeset__add(dirty, a, a + PAGE_SZ);
-			if (!err && ioctl(tk->uffd, UFFDIO_WRITEPROTECT, &wp))
-				pr_debug("clearing marker of %d at %" PRIx64 ": %s\n", tk->pid, a,
-					 uffdwp_strerror(errno));
+				if (!(ent[k] & PM_SWAP_BIT) ||
+				    PM_SWP_TYPE(ent[k]) < PM_SWP_NOT_DEVICE)
+					continue;
+				err = uffdwp_rangeset__add(markers, pa, pa + PAGE_SZ);
+				if (!err &&
+				    !uffdwp_rangeset__covers(&tk->markers, pa, pa + PAGE_SZ))
+					err = uffdwp_rangeset__add(dirty, pa, pa + PAGE_SZ);
+			}
 		}
 	}
 out:
@@ -595,6 +609,7 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 	struct uffdwp_rangeset newreg = UFFDWP_RANGESET_INIT;
 	struct uffdwp_rangeset file_priv = UFFDWP_RANGESET_INIT;
 	struct uffdwp_rangeset shared = UFFDWP_RANGESET_INIT;
+	struct uffdwp_rangeset markers = UFFDWP_RANGESET_INIT;
 	uint64_t lo, hi, failed_at;
 	size_t i, j;
 	int err = 0;
@@ -708,7 +723,8 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 		}
 	}
 	for (j = 0; j < file_priv.nr && !err; j++)
-		err = scan_file_markers(tk, file_priv.r[j].start, file_priv.r[j].end, dirty);
+		err = scan_file_markers(tk, file_priv.r[j].start, file_priv.r[j].end, dirty,
+					&markers);
 	for (j = 0; j < shared.nr && !err; j++)
 		err = scan_shared_holes(tk, shared.r[j].start, shared.r[j].end, dirty);
 	if (!err)
@@ -724,12 +740,16 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 	uffdwp_rangeset__fini(&tk->ours);
 	tk->ours = ours_now;
 	uffdwp_rangeset__init(&ours_now);
+	uffdwp_rangeset__fini(&tk->markers);
+	tk->markers = markers;
+	uffdwp_rangeset__init(&markers);
 out:
 	uffdwp_rangeset__fini(&wpallowed);
 	uffdwp_rangeset__fini(&ours_now);
 	uffdwp_rangeset__fini(&newreg);
 	uffdwp_rangeset__fini(&file_priv);
 	uffdwp_rangeset__fini(&shared);
+	uffdwp_rangeset__fini(&markers);
 	return err;
 }
 
@@ -770,6 +790,7 @@ static int obj_add_win(struct shm_obj *o, pid_t pid, const struct uffdwp_vma *v)
 static void obj_fini(struct shm_obj *o)
 {
 	uffdwp_rangeset__fini(&o->dirty);
+	uffdwp_rangeset__fini(&o->gone);
 	free(o->prev);
 	free(o->cur);
 }
@@ -808,6 +829,71 @@ static int pid_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+typedef int (*shm_vma_fn)(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
+			  struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr);
+
+/* Call @fn for each shared-object mapping of each task scanned. */
+static int for_each_shared_vma(struct uffdwp_tracker *t, struct task_scan_state *st,
+			       struct uffdwp_report *rep, shm_vma_fn fn)
+{
+	size_t i, j;
+	int err;
+
+	for (i = 0; i < t->nr_tasks; i++) {
+		if (!st[i].ok)
+			continue;
+		for (j = 0; j < st[i].maps.nr; j++) {
+			const struct uffdwp_vma *v = &st[i].maps.v[j];
+			struct shm_obj *o;
+
+			if (!vma_is_shared_obj(v))
+				continue;
+			o = obj_get(t, v);
+			if (!o)
+				return -ENOMEM;
+			err = fn(o, v, t->tasks[i].pid, &st[i].dirty, &rep->tasks[i]);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+/* Object offsets of what this mapper found dirty. */
+static int shm_gather(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
+		      struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr)
+{
+	o->used = true;
+	o->tracked_attach++;
+	if (obj_add_win(o, pid, v))
+		return -ENOMEM;
+	return uffdwp_rangeset__add_clipped(&o->dirty, dirty, v->start, v->end,
+					    (int64_t)v->pgoff - (int64_t)v->start);
+}
+
+/* The object's dirty offsets, back into this mapper's addresses. */
+static int shm_project(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
+		       struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr)
+{
+	struct uffdwp_rangeset gone = UFFDWP_RANGESET_INIT;
+	int64_t delta = (int64_t)v->start - (int64_t)v->pgoff;
+	uint64_t end = v->pgoff + (v->end - v->start);
+	size_t k;
+	int err;
+
+	if (o->tainted) {
+		err = uffdwp_rangeset__add(dirty, v->start, v->end);
+		return err ? err : note_add(tr, v->start, v->end, UFFDWP_R_SHMEM_SHARED, 0);
+	}
+	err = uffdwp_rangeset__add_clipped(dirty, &o->dirty, v->pgoff, end, delta);
+	if (!err)
+		err = uffdwp_rangeset__add_clipped(&gone, &o->gone, v->pgoff, end, delta);
+	for (k = 0; !err && k < gone.nr; k++)
+		err = note_add(tr, gone.r[k].start, gone.r[k].end, UFFDWP_R_SHMEM_UNMAPPED, 0);
+	uffdwp_rangeset__fini(&gone);
+	return err;
+}
+
 /*
  * Shared memory: a page written through one mapper's page table shows
  * only in that table, so an object's dirty set is the union over its
@@ -822,7 +908,7 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 	struct uffdwp_obj_id *ids = NULL;
 	pid_t *pids = NULL;
 	bool *seen = NULL;
-	size_t i, j, n = 0;
+	size_t i, n = 0;
 	int err = 0;
 
 	for (i = 0; i < t->nr_objs; i++) {
@@ -830,32 +916,13 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 		t->objs[i].tracked_attach = 0;
 		t->objs[i].nr_cur = 0;
 		uffdwp_rangeset__clear(&t->objs[i].dirty);
+		uffdwp_rangeset__clear(&t->objs[i].gone);
 	}
 
 	/* Gather each object's dirty offsets from every mapper. */
-	for (i = 0; i < t->nr_tasks; i++) {
-		if (!st[i].ok)
-			continue;
-		for (j = 0; j < st[i].maps.nr; j++) {
-			const struct uffdwp_vma *v = &st[i].maps.v[j];
-			struct shm_obj *o;
-
-			if (!vma_is_shared_obj(v))
-				continue;
-			o = obj_get(t, v);
-			if (!o)
-				return -ENOMEM;
-			o->used = true;
-			o->tracked_attach++;
-			if (obj_add_win(o, t->tasks[i].pid, v))
-				return -ENOMEM;
-			err =
-			    uffdwp_rangeset__add_clipped(&o->dirty, &st[i].dirty, v->start, v->end,
-							 (int64_t)v->pgoff - (int64_t)v->start);
-			if (err)
-				return err;
-		}
-	}
+	err = for_each_shared_vma(t, st, rep, shm_gather);
+	if (err)
+		return err;
 
 	/*
 	 * A mapping gone since the previous scan (munmap, mremap, exit) took
@@ -872,10 +939,12 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 			for (c = 0; c < o->nr_cur; c++)
 				if (!memcmp(w, &o->cur[c], sizeof(*w)))
 					break;
-			if (c == o->nr_cur && uffdwp_rangeset__add(&o->dirty, w->pgoff,
+			if (c == o->nr_cur && uffdwp_rangeset__add(&o->gone, w->pgoff,
 								   w->pgoff + (w->end - w->start)))
 				return -ENOMEM;
 		}
+		if (uffdwp_rangeset__add_set(&o->dirty, &o->gone))
+			return -ENOMEM;
 		free(o->prev);
 		o->prev = o->cur;
 		o->nr_prev = o->nr_cur;
@@ -937,35 +1006,7 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 	}
 
 	/* Hand each object's dirty set back to every mapper. */
-	for (i = 0; i < t->nr_tasks; i++) {
-		if (!st[i].ok)
-			continue;
-		for (j = 0; j < st[i].maps.nr; j++) {
-			const struct uffdwp_vma *v = &st[i].maps.v[j];
-			struct shm_obj *o;
-
-			if (!vma_is_shared_obj(v))
-				continue;
-			o = obj_get(t, v);
-			if (!o) {
-				err = -ENOMEM;
-				goto out;
-			}
-			if (o->tainted) {
-				err = scan_add_dirty(&st[i].dirty, v->start, v->end);
-				if (!err)
-					err = note_add(&rep->tasks[i], v->start, v->end,
-						       UFFDWP_R_SHMEM_SHARED, 0);
-			} else {
-				err = uffdwp_rangeset__add_clipped(
-				    &st[i].dirty, &o->dirty, v->pgoff,
-				    v->pgoff + (v->end - v->start),
-				    (int64_t)v->start - (int64_t)v->pgoff);
-			}
-			if (err)
-				goto out;
-		}
-	}
+	err = for_each_shared_vma(t, st, rep, shm_project);
 out:
 	free(ids);
 	free(seen);
@@ -1329,7 +1370,8 @@ size_t uffdwp_tracker__mem_bytes(const struct uffdwp_tracker *t)
 	for (i = 0; i < t->nr_tasks; i++) {
 		const struct trk_task *tk = &t->tasks[i];
 
-		sum += (tk->ours.cap + tk->thp_start.cap) * sizeof(struct uffdwp_range);
+		sum += (tk->ours.cap + tk->thp_start.cap + tk->markers.cap) *
+		       sizeof(struct uffdwp_range);
 		for (p = 0; p < tk->nr_pend; p++)
 			sum +=
 			    sizeof(tk->pend[p]) + tk->pend[p].set.cap * sizeof(struct uffdwp_range);

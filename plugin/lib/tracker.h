@@ -24,14 +24,15 @@
 
 /* Why a range is dirty beyond "the scan saw it written". */
 enum uffdwp_reason {
-	UFFDWP_R_NEW_TASK = 1, /* task was not tracked before: all of it */
-	UFFDWP_R_NEW_MAPPING,  /* not registered: new mmap, mremap target, exec */
-	UFFDWP_R_FOREIGN_UFFD, /* another userfaultfd owns the range */
-	UFFDWP_R_UNTRACKABLE,  /* the kernel refused to register it (err says why) */
-	UFFDWP_R_SHMEM_SHARED, /* shared object open as a file or mapped outside the tree */
-	UFFDWP_R_SCAN_FAILED,  /* the scan of the range stopped part way */
-	UFFDWP_R_LOST,	       /* tracking lost: mm gone or replaced, holder died */
-	UFFDWP_R_NOT_DUMPED,   /* file-backed shared or special mapping: not memory to dump */
+	UFFDWP_R_NEW_TASK = 1,	 /* task was not tracked before: all of it */
+	UFFDWP_R_NEW_MAPPING,	 /* not registered: new mmap, mremap target, exec */
+	UFFDWP_R_FOREIGN_UFFD,	 /* another userfaultfd owns the range */
+	UFFDWP_R_UNTRACKABLE,	 /* the kernel refused to register it (err says why) */
+	UFFDWP_R_SHMEM_SHARED,	 /* shared object open as a file or mapped outside the tree */
+	UFFDWP_R_SCAN_FAILED,	 /* the scan of the range stopped part way */
+	UFFDWP_R_LOST,		 /* tracking lost: mm gone or replaced, holder died */
+	UFFDWP_R_NOT_DUMPED,	 /* file-backed shared or special mapping: not memory to dump */
+	UFFDWP_R_SHMEM_UNMAPPED, /* a mapping of the shared object went away, with its writes */
 	UFFDWP_R__MAX,
 };
 
