@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Plain CRIU page images out of an uffdwp chain. What CRIU expects, as its
+ * source has it (criu/include/magic.h, criu/image.c, criu/pagemap.c,
+ * images/pagemap.proto):
+ *  - pagemap-<pid>.img and pagemap-shmem-<shmid>.img open with two host-endian
+ *    u32s, the common image magic and the pagemap magic, then hold records,
+ *    each a u32 length and a packed protobuf message: one pagemap_head, then
+ *    pagemap_entry records in ascending address order (for shmem the
+ *    address is the offset in the object);
+ *  - pagemap_head.pages_id names pages-<pages_id>.img, a raw image without
+ *    any magic, holding the pages of the entries flagged "present", in order;
+ *  - an entry may cross VMA boundaries; restore walks them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "criu-pagemap.pb-c.h"
+#include "img.h"
+#include "img_priv.h"
+#include "img_zstd.h"
+
+#define LOG_PREFIX "img: "
+#include "log.h"
+
+#define CRIU_IMG_COMMON_MAGIC 0x54564319u
+#define CRIU_PAGEMAP_MAGIC    0x56084025u
+#define CRIU_PE_PRESENT	      (1u << 2)
+
+/* Pages copied at a time, and the longest entry (CRIU's nr_pages is a u32 in old images). */
+#define FLAT_CHUNK     256
+#define FLAT_MAX_ENTRY (1u << 30)
+
+struct flat_file {
+	int fd;
+	char tmp[64];
+	char name[64];
+	/* Output buffer: records are small, pages go around it. */
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static int flat_flush(struct flat_file *f)
+{
+	int err = uffdwp_write_full(f->fd, f->buf, f->len);
+
+	f->len = 0;
+	return err;
+}
+
+static int flat_put(struct flat_file *f, const void *p, size_t len)
+{
+	int err;
+
+	if (f->len + len > f->cap) {
+		err = flat_flush(f);
+		if (err)
+			return err;
+		if (len > f->cap)
+			return uffdwp_write_full(f->fd, p, len);
+	}
+	memcpy(f->buf + f->len, p, len);
+	f->len += len;
+	return 0;
+}
+
+static int flat_put_msg(struct flat_file *f, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint32_t len32 = len;
+	uint8_t tmp[64];
+
+	if (len + 4 > sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, &len32, 4); /* CRIU writes host endianness */
+	protobuf_c_message_pack(m, tmp + 4);
+	return flat_put(f, tmp, len + 4);
+}
+
+static int flat_open(int dirfd, struct flat_file *f, const char *name)
+{
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	snprintf(f->tmp, sizeof(f->tmp), UFFDWP_IMG_TMP_PREFIX "%s", name);
+	f->cap = 1 << 20;
+	f->buf = malloc(f->cap);
+	if (!f->buf)
+		return -ENOMEM;
+	f->fd = openat(dirfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (f->fd < 0) {
+		int err = -errno;
+
+		pr_perror("Can't create %s", f->tmp);
+		return err;
+	}
+	return 0;
+}
+
+/* Flush, fsync and close @f; with @keep rename it to its final name, else remove it. */
+static int flat_close(int dirfd, struct flat_file *f, bool keep)
+{
+	int err = 0;
+
+	if (f->fd >= 0) {
+		if (keep) {
+			err = flat_flush(f);
+			if (!err && fsync(f->fd) < 0)
+				err = -errno;
+		}
+		close(f->fd);
+		f->fd = -1;
+		if (keep && !err && renameat(dirfd, f->tmp, dirfd, f->name) < 0)
+			err = -errno;
+		if (err) {
+			errno = -err;
+			pr_perror("Can't write %s", f->name);
+		}
+		if (!keep || err)
+			unlinkat(dirfd, f->tmp, 0);
+	}
+	free(f->buf);
+	f->buf = NULL;
+	return err;
+}
+
+/* One past the highest pages-<n>.img already in @dirfd, so we never clobber CRIU's. */
+static unsigned int first_pages_id(int dirfd)
+{
+	unsigned int id, max = 0;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+	char c;
+
+	fd = dup(dirfd);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	while ((de = readdir(d)))
+		if (sscanf(de->d_name, "pages-%u.im%c", &id, &c) == 2 && c == 'g' && id > max)
+			max = id;
+	closedir(d);
+	return max + 1;
+}
+
+static int flatten_object(struct uffdwp_pagesrc *ps, int dirfd, const struct uffdwp_img_object *o,
+			  unsigned int pages_id, uint8_t *buf)
+{
+	UffdwpCriuPagemapHead head = UFFDWP_CRIU_PAGEMAP_HEAD__INIT;
+	UffdwpCriuPagemapEntry pe = UFFDWP_CRIU_PAGEMAP_ENTRY__INIT;
+	struct flat_file pm = {.fd = -1}, pg = {.fd = -1};
+	uint64_t start, end, page, n;
+	uint32_t magic[2] = {CRIU_IMG_COMMON_MAGIC, CRIU_PAGEMAP_MAGIC};
+	char name[64];
+	size_t k, j;
+	int err, ret;
+
+	snprintf(name, sizeof(name),
+		 o->kind == UFFDWP_IMG_OBJ_TASK ? UFFDWP_CRIU_PAGEMAP : UFFDWP_CRIU_SHMEM_PAGEMAP,
+		 (unsigned long)o->id);
+	err = flat_open(dirfd, &pm, name);
+	if (err)
+		goto out;
+	snprintf(name, sizeof(name), UFFDWP_CRIU_PAGES, pages_id);
+	err = flat_open(dirfd, &pg, name);
+	if (err)
+		goto out;
+
+	err = flat_put(&pm, magic, sizeof(magic));
+	head.pages_id = pages_id;
+	if (!err)
+		err = flat_put_msg(&pm, &head.base);
+	for (k = 0; !err && k < o->nr_ranges; k = j) {
+		/* One entry per run of adjacent ranges: all of them become present pages. */
+		start = o->ranges[k].start;
+		end = start + o->ranges[k].nr_pages;
+		for (j = k + 1; j < o->nr_ranges && o->ranges[j].start == end; j++)
+			end += o->ranges[j].nr_pages;
+		while (!err && start < end) {
+			n = end - start < FLAT_MAX_ENTRY ? end - start : FLAT_MAX_ENTRY;
+			pe.vaddr = start << UFFDWP_IMG_PAGE_SHIFT;
+			pe.nr_pages = n;
+			pe.has_flags = true;
+			pe.flags = CRIU_PE_PRESENT;
+			err = flat_put_msg(&pm, &pe.base);
+			for (page = start; !err && page < start + n; page += FLAT_CHUNK) {
+				uint64_t m =
+				    start + n - page < FLAT_CHUNK ? start + n - page : FLAT_CHUNK;
+
+				err = uffdwp_pagesrc__read(ps, o->kind, o->id,
+							   page << UFFDWP_IMG_PAGE_SHIFT, buf, m);
+				if (!err)
+					err = flat_put(&pg, buf, m * UFFDWP_IMG_PAGE_SIZE);
+			}
+			start += n;
+		}
+	}
+	if (err && err != -EBADMSG && err != -ENOENT) {
+		errno = -err;
+		pr_perror("Can't flatten object %u/%" PRIu64, o->kind, o->id);
+	}
+out:
+	/* The pages first: a pagemap never names a pages image that is not there. */
+	ret = flat_close(dirfd, &pg, !err);
+	if (!err)
+		err = ret;
+	ret = flat_close(dirfd, &pm, !err);
+	if (!err)
+		err = ret;
+	return err;
+}
+
+int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
+{
+	struct uffdwp_img *top = uffdwp_chain__image(c, 0);
+	struct uffdwp_pagesrc *ps;
+	unsigned int pages_id;
+	uint8_t *buf;
+	size_t i;
+	int dirfd, err = 0;
+
+	if (mkdir(out, 0755) < 0 && errno != EEXIST) {
+		err = -errno;
+		pr_perror("Can't create %s", out);
+		return err;
+	}
+	dirfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		err = -errno;
+		pr_perror("Can't open %s", out);
+		return err;
+	}
+	buf = malloc(FLAT_CHUNK * UFFDWP_IMG_PAGE_SIZE);
+	ps = uffdwp_pagesrc__new(c, 0);
+	if (!buf || !ps) {
+		err = -ENOMEM;
+		goto out;
+	}
+	pages_id = first_pages_id(dirfd);
+	for (i = 0; !err && i < uffdwp_img__nr_objects(top); i++)
+		err = flatten_object(ps, dirfd, uffdwp_img__object(top, i), pages_id++, buf);
+	if (!err && fsync(dirfd) < 0) {
+		err = -errno;
+		pr_perror("Can't sync %s", out);
+	}
+out:
+	uffdwp_pagesrc__free(ps);
+	free(buf);
+	close(dirfd);
+	return err;
+}
