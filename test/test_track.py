@@ -487,3 +487,25 @@ def test_file_private_cow_page_zapped(wl):
     t.round()
     w.cmd("touch 1 0 16")
     t.round()
+
+
+def test_adopted_uffd(wl):
+    """The CRIU plugin's path: a holder that injects nothing is handed a
+    userfaultfd made elsewhere; the first scan reports everything, later
+    ones exactly what was written; a forked child, never handed one, stays
+    dirty whole."""
+    w = wl()
+    addr, length = w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    rc, out, err = uffdwp("__debug", "adopt-track", w.pid, json_out=False)
+    t = Tracked.__new__(Tracked)
+    t.w, t.tree = w, False
+    t.snaps = {}
+    rep = t.round()
+    assert "new" in task(rep, w.pid)["flags"]
+    assert dirty_in(rep, w.pid, addr, addr + length) == 64
+    w.cmd("write 1 3 2 2")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 2
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0

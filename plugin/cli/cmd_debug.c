@@ -18,6 +18,7 @@
 #include "uapi/uffdwp-uapi.h"
 #include "cli.h"
 #include "inject.h"
+#include "holder.h"
 #include "log.h"
 #include "probe.h"
 
@@ -56,6 +57,8 @@ static void debug_usage(FILE *f)
 		"usage: uffdwp __debug probe\n"
 		"       uffdwp __debug inject-uffd [-n COUNT] PID\n"
 		"       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
+		"       uffdwp __debug adopt-track PID   start a holder that injects nothing\n"
+		"                 and hand it a uffd made here, as the CRIU plugin does\n"
 		"\n"
 		"-n: attach COUNT times, -r: run the call REPEAT times in each attach\n");
 }
@@ -229,6 +232,42 @@ out:
 	return ret;
 }
 
+/* What the CRIU plugin does, with our injection standing in for CRIU's. */
+static int debug_adopt_track(pid_t pid)
+{
+	struct uffdwp_holder_opts o = {
+		.track = {.pid = pid, .adopt_only = true},
+		.idle_timeout_s = UFFDWP_IDLE_TIMEOUT_S,
+	};
+	char path[64];
+	int uffd, pm, err, holder;
+
+	holder = uffdwp_holder_spawn(&o);
+	if (holder < 0)
+		return 1;
+	uffd = uffdwp_inject_userfaultfd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (uffd < 0) {
+		fprintf(stderr, "uffdwp: inject: %s\n", uffdwp_strerror(-uffd));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	pm = open(path, O_RDONLY | O_CLOEXEC);
+	if (pm < 0) {
+		fprintf(stderr, "uffdwp: open %s: %s\n", path, uffdwp_strerror(errno));
+		close(uffd);
+		return 1;
+	}
+	err = uffdwp_holder_adopt(pid, pid, uffd, pm);
+	close(uffd);
+	close(pm);
+	if (err) {
+		fprintf(stderr, "uffdwp: adopt: %s\n", uffdwp_strerror(-err));
+		return 1;
+	}
+	printf("holder %d adopted a userfaultfd of %d\n", holder, pid);
+	return 0;
+}
+
 int cmd_debug(int argc, char **argv)
 {
 	int i = 2, count = 1, repeat = 1, *opt;
@@ -256,6 +295,8 @@ int cmd_debug(int argc, char **argv)
 	if (pid < 0)
 		return 2;
 
+	if (!strcmp(argv[1], "adopt-track") && i + 1 == argc)
+		return debug_adopt_track(pid);
 	if (!strcmp(argv[1], "inject-uffd") && i + 1 == argc)
 		return debug_inject_uffd(pid, count);
 	if (!strcmp(argv[1], "remote-syscall") && i + 1 < argc)

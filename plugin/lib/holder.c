@@ -26,6 +26,7 @@ enum wire_type {
 	REQ_COMMIT,
 	REQ_STATUS,
 	REQ_STOP,
+	REQ_ADOPT, /* u64 pid; SCM_RIGHTS: uffd, pagemap fd */
 	RESP_OK = 100,
 	RESP_ERR,
 	RESP_REPORT,
@@ -221,6 +222,37 @@ static int read_all(int fd, void *p, size_t len)
 	return 0;
 }
 
+static int msg_send_fds(int fd, uint32_t type, const struct buf *b, const int *fds, int nfds)
+{
+	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *c;
+
+	if (nfds < 0 || nfds > 2)
+		return -EINVAL;
+	if (nfds) {
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	/* The header goes alone in one sendmsg so the fds ride with its bytes. */
+	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
+		return -errno ? -errno : -EIO;
+	if (b && b->len)
+		return write_all(fd, b->p, b->len);
+	return 0;
+}
+
 static int msg_send(int fd, uint32_t type, const struct buf *b)
 {
 	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
@@ -232,16 +264,57 @@ static int msg_send(int fd, uint32_t type, const struct buf *b)
 	return err;
 }
 
-static int msg_recv(int fd, uint32_t *type, struct buf *b)
+/*
+ * Receive one message; fds passed along with it (at most 2) land in @fds,
+ * the others closed, unused slots -1. @fds may be NULL: any fd is closed.
+ */
+static int msg_recv_fds(int fd, uint32_t *type, struct buf *b, int *fds)
 {
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} cm;
 	struct wire_hdr h;
-	int err;
+	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.buf,
+			    .msg_controllen = sizeof(cm.buf)};
+	struct cmsghdr *c;
+	ssize_t n;
+	int err, k = 0;
 
-	err = read_all(fd, &h, sizeof(h));
-	if (err)
-		return err;
+	if (fds)
+		fds[0] = fds[1] = -1;
+	do
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n < 0 ? -errno : -EPIPE;
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		int i, nr;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nr = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nr; i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (fds && k < 2)
+				fds[k++] = got;
+			else
+				close(got);
+		}
+	}
+	if ((size_t)n < sizeof(h)) {
+		err = read_all(fd, (char *)&h + n, sizeof(h) - n);
+		if (err)
+			return err;
+	}
 	if (h.magic != WIRE_MAGIC || h.len > WIRE_MAX)
 		return -EBADMSG;
+	(void)k;
 	*type = h.type;
 	b->len = b->off = 0;
 	b->bad = false;
@@ -259,6 +332,11 @@ static int msg_recv(int fd, uint32_t *type, struct buf *b)
 	if (!err)
 		b->len = h.len;
 	return err;
+}
+
+static int msg_recv(int fd, uint32_t *type, struct buf *b)
+{
+	return msg_recv_fds(fd, type, b, NULL);
 }
 
 static int run_dir_prepare(void)
@@ -359,16 +437,15 @@ static void holder_reply_err(int fd, int err)
 
 /* Serve one request. Returns 1 when the holder must exit afterwards. */
 static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffdwp_tracker **tp,
-			uint64_t started_ms, uint64_t *last_gen)
+			uint64_t started_ms, uint64_t *last_gen, struct uffdwp_holder_status *hs)
 {
 	struct buf in = {0}, out = {0};
 	struct uffdwp_report *rep = NULL;
 	struct uffdwp_stop_stats stop;
-	struct uffdwp_holder_status hs;
 	uint32_t type;
-	int err, quit = 0;
+	int err, quit = 0, fds[2] = {-1, -1};
 
-	err = msg_recv(cfd, &type, &in);
+	err = msg_recv_fds(cfd, &type, &in, fds);
 	if (err)
 		goto out;
 	switch (type) {
@@ -385,26 +462,46 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		else
 			holder_reply_err(cfd, err);
 		break;
-	case REQ_COMMIT:
-		err = uffdwp_tracker__commit(*tp, get_u64(&in));
+	case REQ_COMMIT: {
+		uint64_t gen = get_u64(&in);
+
 		if (in.bad)
 			err = -EBADMSG;
+		else
+			err = uffdwp_tracker__commit(*tp, gen);
+		/* An optional tag names what the committed images are. */
+		if (!err && in.len - in.off == sizeof(hs->tag))
+			memcpy(hs->tag, in.p + in.off, sizeof(hs->tag));
 		if (err)
 			holder_reply_err(cfd, err);
 		else
 			msg_send(cfd, RESP_OK, NULL);
 		break;
+	}
+	case REQ_ADOPT: {
+		pid_t pid = (pid_t)get_u64(&in);
+
+		err = (in.bad || fds[0] < 0 || fds[1] < 0)
+			  ? -EBADMSG
+			  : uffdwp_tracker__adopt(*tp, pid, fds[0], fds[1]);
+		if (!err)
+			fds[0] = fds[1] = -1; /* the tracker owns them now */
+		if (err)
+			holder_reply_err(cfd, err);
+		else
+			msg_send(cfd, RESP_OK, NULL);
+		break;
+	}
 	case REQ_STATUS:
-		memset(&hs, 0, sizeof(hs));
-		hs.holder_pid = getpid();
-		hs.root_pid = o->track.pid;
-		hs.tree = o->track.tree;
-		hs.nr_tasks = uffdwp_tracker__nr_tasks(*tp);
-		hs.last_gen = *last_gen;
-		hs.uptime_ms = mono_ms() - started_ms;
-		hs.tracker_mem_bytes = uffdwp_tracker__mem_bytes(*tp);
-		hs.holder_rss_bytes = self_rss();
-		if (!buf_put(&out, &hs, sizeof(hs)))
+		hs->holder_pid = getpid();
+		hs->root_pid = o->track.pid;
+		hs->tree = o->track.tree;
+		hs->nr_tasks = uffdwp_tracker__nr_tasks(*tp);
+		hs->last_gen = *last_gen;
+		hs->uptime_ms = mono_ms() - started_ms;
+		hs->tracker_mem_bytes = uffdwp_tracker__mem_bytes(*tp);
+		hs->holder_rss_bytes = self_rss();
+		if (!buf_put(&out, hs, sizeof(*hs)))
 			msg_send(cfd, RESP_STATUS, &out);
 		break;
 	case REQ_STOP:
@@ -418,6 +515,10 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		holder_reply_err(cfd, -EBADMSG);
 	}
 out:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	uffdwp_report__free(rep);
 	free(in.p);
 	free(out.p);
@@ -448,10 +549,12 @@ static int holder_listen(pid_t pid)
 static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int notify)
 {
 	struct uffdwp_tracker *t = NULL;
+	struct uffdwp_holder_status hs;
 	uint64_t started = mono_ms(), last = started, last_gen = 1;
 	char path[108];
 	int lfd, err, logfd;
 
+	memset(&hs, 0, sizeof(hs));
 	setsid();
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, holder_sig);
@@ -496,7 +599,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 				last = mono_ms();
 				if (!peer_ok(cfd))
 					holder_reply_err(cfd, -EACCES);
-				else if (holder_serve(cfd, o, &t, started, &last_gen))
+				else if (holder_serve(cfd, o, &t, started, &last_gen, &hs))
 					holder_quit = 1;
 				close(cfd);
 			}
@@ -587,8 +690,8 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 	return child;
 }
 
-static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t want,
-		       struct buf *resp)
+static int client_call_fds(pid_t pid, uint32_t type, const struct buf *req, const int *fds,
+			   int nfds, uint32_t want, struct buf *resp)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint32_t rtype;
@@ -603,7 +706,7 @@ static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t
 		close(fd);
 		return err;
 	}
-	err = msg_send(fd, type, req);
+	err = nfds ? msg_send_fds(fd, type, req, fds, nfds) : msg_send(fd, type, req);
 	if (!err)
 		err = msg_recv(fd, &rtype, resp);
 	close(fd);
@@ -614,6 +717,26 @@ static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t
 		return err < 0 ? err : -EPROTO;
 	}
 	return rtype == want ? 0 : -EPROTO;
+}
+
+static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t want,
+		       struct buf *resp)
+{
+	return client_call_fds(pid, type, req, NULL, 0, want, resp);
+}
+
+int uffdwp_holder_adopt(pid_t pid, pid_t task, int uffd, int pagemap_fd)
+{
+	struct buf req = {0}, resp = {0};
+	int fds[2] = {uffd, pagemap_fd};
+	int err;
+
+	err = put_u64(&req, (uint64_t)task);
+	if (!err)
+		err = client_call_fds(pid, REQ_ADOPT, &req, fds, 2, RESP_OK, &resp);
+	free(req.p);
+	free(resp.p);
+	return err;
 }
 
 int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
@@ -630,10 +753,17 @@ int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
 
 int uffdwp_holder_commit(pid_t pid, uint64_t gen)
 {
+	return uffdwp_holder_commit_tag(pid, gen, NULL);
+}
+
+int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
+{
 	struct buf req = {0}, resp = {0};
 	int err;
 
 	err = put_u64(&req, gen);
+	if (!err && tag)
+		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
 	if (!err)
 		err = client_call(pid, REQ_COMMIT, &req, RESP_OK, &resp);
 	free(req.p);

@@ -29,6 +29,8 @@ struct uffdwp_holder_opts {
 	unsigned int idle_timeout_s; /* 0: never */
 };
 
+#define UFFDWP_HOLDER_TAG_LEN 32
+
 struct uffdwp_holder_status {
 	pid_t holder_pid;
 	pid_t root_pid;
@@ -38,6 +40,8 @@ struct uffdwp_holder_status {
 	uint64_t uptime_ms;
 	uint64_t tracker_mem_bytes;
 	uint64_t holder_rss_bytes;
+	/* What the caller said its last committed images are (commit_tag). */
+	uint8_t tag[UFFDWP_HOLDER_TAG_LEN];
 };
 
 /*
@@ -51,6 +55,18 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts);
 /* Client side. Each returns 0 or -errno; -ENOENT/-ECONNREFUSED: no holder (lost). */
 int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out);
 int uffdwp_holder_commit(pid_t pid, uint64_t gen);
+/*
+ * Commit @gen and remember @tag (UFFDWP_HOLDER_TAG_LEN bytes, or NULL to
+ * keep the old one): the caller's name for the images that hold it, so a
+ * later run can tell whether its parent is the one tracking is relative to.
+ */
+int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag);
+/*
+ * Hand the holder of @pid a userfaultfd created in @task's mm (not yet
+ * through UFFDIO_API) and a pagemap fd opened on the same mm. The holder
+ * keeps duplicates; the caller still owns and closes its own.
+ */
+int uffdwp_holder_adopt(pid_t pid, pid_t task, int uffd, int pagemap_fd);
 int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st);
 int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats);
 

@@ -1131,7 +1131,7 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 			task_drop_uffd(tk);
 			tk->fresh = true;
 		}
-		if (tk->uffd < 0 && !tk->adopted) {
+		if (tk->uffd < 0 && !tk->adopted && !t->opts.adopt_only) {
 			r = task_inject(tk);
 			if (r) {
 				pr_warn("tracking of %d lost: %s\n", tk->pid, uffdwp_strerror(-r));
@@ -1311,6 +1311,10 @@ int uffdwp_tracker__new(const struct uffdwp_tracker_opts *opts, struct uffdwp_tr
 	if (!t)
 		return -ENOMEM;
 	t->opts = *opts;
+	if (opts->adopt_only) {
+		*out = t;
+		return 0;
+	}
 
 	/* The first scan attaches, registers and protects: gen 1 is "everything". */
 	err = uffdwp_tracker__scan(t, &rep);

@@ -81,12 +81,19 @@ struct uffdwp_tracker;
 struct uffdwp_tracker_opts {
 	pid_t pid;
 	bool tree; /* also every descendant, present and future */
+	/*
+	 * Never inject: every task's userfaultfd comes through
+	 * uffdwp_tracker__adopt() (CRIU creates them while it holds the
+	 * tasks seized). A task without one is reported dirty whole.
+	 */
+	bool adopt_only;
 };
 
 /*
  * Attach to @opts->pid (and its tree): create a userfaultfd inside each mm,
  * register every mapping that holds memory to dump, write-protect it. The
- * first scan afterwards reports what was written since this call.
+ * first scan afterwards reports what was written since this call. With
+ * @opts->adopt_only nothing is attached: tasks come with adopt().
  * Returns 0 and *@out, or -errno: -ESRCH no such process, -EPERM no
  * permission, -EOPNOTSUPP a kernel feature is missing (logged by name),
  * -EBUSY the process is already traced or tracked.
