@@ -90,7 +90,10 @@ test: all
 demo: all
 	scripts/demo.sh
 
-bench: all
+$(BUILD)/bench-track-tool: scripts/bench-track-tool.c $(LIB)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench: all $(BUILD)/bench-track-tool
 	scripts/bench-track --out $(BUILD)/bench-track.json
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

@@ -236,8 +236,8 @@ out:
 static int debug_adopt_track(pid_t pid)
 {
 	struct uffdwp_holder_opts o = {
-		.track = {.pid = pid, .adopt_only = true},
-		.idle_timeout_s = UFFDWP_IDLE_TIMEOUT_S,
+	    .track = {.pid = pid, .adopt_only = true},
+	    .idle_timeout_s = UFFDWP_IDLE_TIMEOUT_S,
 	};
 	char path[64];
 	int uffd, pm, err, holder;
