@@ -86,3 +86,31 @@ def wl(tracking):
     for w in made:
         stop_holder(w.pid)
         w.stop()
+
+
+@pytest.fixture
+def swap():
+    """A small swap file for the test, switched off and removed after."""
+    path = "/var/tmp/uffdwp-test.swap"
+    with open("/proc/swaps") as f:
+        before = f.read()
+    made = False
+    try:
+        r = subprocess.run(["fallocate", "-l", "128M", path], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot make a swap file: {r.stderr.strip()}")
+        os.chmod(path, 0o600)
+        made = True
+        for cmd in (["mkswap", path], ["swapon", path]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                pytest.skip(f"{' '.join(cmd)}: {r.stderr.strip()}")
+        yield path
+    finally:
+        if made:
+            with open("/proc/swaps") as f:
+                if path in f.read():
+                    subprocess.run(["swapoff", path], capture_output=True)
+            os.unlink(path)
+        with open("/proc/swaps") as f:
+            assert f.read() == before, "swap left changed"

@@ -8,11 +8,13 @@ not in the scan's dirty set is a false negative, and fails the test.
 import os
 import random
 import signal
+import struct
+import subprocess
 import time
 
 import pytest
 
-from helpers import (PAGE, check_no_false_negative, descendants, frozen, in_ranges,
+from helpers import (PAGE, UFFDWP, check_no_false_negative, descendants, frozen, in_ranges,
                      read_maps, snapshot, task_ranges, uffdwp)
 
 pytestmark = pytest.mark.timeout(120)
@@ -509,3 +511,75 @@ def test_adopted_uffd(wl):
     assert dirty_in(rep, w.pid, addr, addr + length) == 2
     rep = t.round()
     assert dirty_in(rep, w.pid, addr, addr + length) == 0
+
+
+@pytest.mark.parametrize("kind", ["anon", "shmem", "file"])
+def test_swapped_out_pages(wl, swap, kind):
+    """Protected and written pages pushed to swap (MADV_PAGEOUT) keep their
+    state: a write before the page-out is still reported after it."""
+    w = wl()
+    addr, length = w.map(1, kind, 256)
+    w.cmd("write 1 0 256 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 0 10 2")
+    w.cmd("pageout 1 0 128")
+    if kind == "anon":
+        with open(f"/proc/{w.pid}/pagemap", "rb") as f:
+            f.seek(addr // PAGE * 8)
+            ents = struct.unpack("128Q", f.read(128 * 8))
+        assert sum((e >> 62) & 1 for e in ents) > 64, "MADV_PAGEOUT swapped nothing out"
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) >= 10
+    w.cmd("pageout 1 0 256")
+    w.cmd("write 1 200 1 3")
+    t.round()
+    t.round()
+
+
+def test_shmem_mapping_moved(wl):
+    """mremap of a shared mapping: the moved mapping is new, and its old
+    window's writes stay visible to the other mapper."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w, tree=True)
+    w.fork()
+    t.round()
+    w.cmd("write 1 5 2 4")
+    w.cmd("move 1")
+    t.round()
+    w.cmd("write 1 9 1 5")
+    t.round()
+
+
+def test_shmem_collapse_while_tracked(wl):
+    """MADV_COLLAPSE over protected shmem fails or merges underneath; either
+    way no write goes missing."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 1024)
+    w.cmd("write 1 0 1024 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 100 3 2")
+    w.cmd("collapse 1")
+    t.round()
+    w.cmd("write 1 700 1 3")
+    w.cmd("collapse 1")
+    t.round()
+
+
+def test_target_killed_during_scan(wl):
+    """The target dies while a scan walks its memory: the scan ends, with
+    the task reported gone or tracking lost, never a hang."""
+    w = wl()
+    w.map(1, "anon", 65536)
+    w.cmd("write 1 0 65536 1")
+    uffdwp("track", "start", "-t", w.pid)
+    w.cmd("write 1 0 65536 2")
+    p = subprocess.Popen([UFFDWP, "--json", "track", "scan", "-t", str(w.pid)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.002)
+    os.kill(w.pid, signal.SIGKILL)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode in (0, 3), err

@@ -9,6 +9,7 @@
  *   touch ID PAGE N        read pages (fault them in, no write)
  *   pwrite ID PAGE N SEED  write through the memfd's file descriptor
  *   dontneed ID PAGE N     madvise(MADV_DONTNEED)
+ *   pageout ID PAGE N      madvise(MADV_PAGEOUT): to swap, if there is any
  *   mprotect ID r|rw|none
  *   collapse ID            madvise(MADV_COLLAPSE); answers "ok RET ERRNO"
  *   remap ID PAGES         mremap(MAYMOVE) to a new size; answers the address
@@ -283,6 +284,11 @@ static void command(char *line)
 	}
 	if (!strcmp(op, "dontneed")) {
 		if (madvise(reg[id].addr + a * PG, b * PG, MADV_DONTNEED))
+			return wl_say("error madvise: %s", strerror(errno));
+		return wl_say("ok");
+	}
+	if (!strcmp(op, "pageout")) {
+		if (madvise(reg[id].addr + a * PG, b * PG, 21 /* MADV_PAGEOUT */))
 			return wl_say("error madvise: %s", strerror(errno));
 		return wl_say("ok");
 	}
