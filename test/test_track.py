@@ -583,3 +583,41 @@ def test_target_killed_during_scan(wl):
     os.kill(w.pid, signal.SIGKILL)
     out, err = p.communicate(timeout=30)
     assert p.returncode in (0, 3), err
+
+
+def _holder_gone(pid, timeout=5):
+    end = time.time() + timeout
+    while time.time() < end:
+        rc, out, _ = uffdwp("track", "status", "-t", pid, check=False)
+        if rc == 3 and not out["tracked"]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_holder_idle_timeout(wl):
+    w = wl()
+    uffdwp("track", "start", "-t", w.pid, "--idle-timeout", "1")
+    time.sleep(1.5)
+    assert _holder_gone(w.pid), "holder outlived its idle timeout"
+    rc, rep, err = uffdwp("track", "scan", "-t", w.pid, check=False)
+    assert rc == 3 and rep["tracking_lost"]
+
+
+def test_holder_exits_with_its_tasks(wl):
+    w = wl()
+    _, st, _ = uffdwp("track", "start", "-t", w.pid)
+    os.kill(w.pid, signal.SIGKILL)
+    w.proc.wait(timeout=10)
+    assert _holder_gone(w.pid)
+    assert not os.path.exists(f"/proc/{st['holder_pid']}/status") or \
+        open(f"/proc/{st['holder_pid']}/status").read().find("State:\tZ") >= 0
+
+
+def test_holder_socket_is_private(wl):
+    w = wl()
+    uffdwp("track", "start", "-t", w.pid)
+    st = os.stat("/run/uffdwp")
+    assert st.st_mode & 0o777 == 0o700
+    st = os.stat(f"/run/uffdwp/{w.pid}.sock")
+    assert st.st_mode & 0o077 == 0

@@ -550,7 +550,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 {
 	struct uffdwp_tracker *t = NULL;
 	struct uffdwp_holder_status hs;
-	uint64_t started = mono_ms(), last = started, last_gen = 1;
+	uint64_t started = mono_ms(), last = started, checked = started, last_gen = 1;
 	char path[108];
 	int lfd, err, logfd;
 
@@ -603,8 +603,11 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 					holder_quit = 1;
 				close(cfd);
 			}
-			continue;
 		}
+		/* Checked once a second, busy or not: requests must not keep us alive. */
+		if (holder_quit || mono_ms() - checked < 1000)
+			continue;
+		checked = mono_ms();
 		if (!holder_tasks_alive(o, t)) {
 			pr_info("tracked tasks of %d are gone, exiting\n", o->track.pid);
 			break;
