@@ -166,10 +166,9 @@ static void print_report_json(const struct uffdwp_report *r, pid_t root, bool co
 		print_flags(stdout, t->flags, true);
 		printf("], \"dirty_bytes\": %" PRIu64 ", \"written_bytes\": %" PRIu64
 		       ", \"pending_bytes\": %" PRIu64 ", \"tracked_bytes\": %" PRIu64
-		       ", \"thp_bytes_start\": %" PRIu64 ", \"thp_bytes_now\": %" PRIu64
-		       ", \"ranges\": [",
+		       ", \"thp_bytes_start\": %" PRIu64 ", \"ranges\": [",
 		       uffdwp_rangeset__bytes(&t->dirty), t->written_bytes, t->pending_bytes,
-		       t->tracked_bytes, t->thp_bytes_start, t->thp_bytes_now);
+		       t->tracked_bytes, t->thp_bytes_start);
 		for (j = 0; j < t->dirty.nr; j++)
 			printf("%s[%" PRIu64 ", %" PRIu64 "]", j ? ", " : "", t->dirty.r[j].start,
 			       t->dirty.r[j].end);
@@ -208,8 +207,8 @@ static void print_report_text(const struct uffdwp_report *r, bool ranges)
 		       uffdwp_rangeset__bytes(&t->dirty) / 4096, t->written_bytes / 4096,
 		       t->pending_bytes / 4096, t->tracked_bytes / 1048576.0);
 		if (t->thp_bytes_start)
-			printf(", THP %.1f -> %.1f MiB", t->thp_bytes_start / 1048576.0,
-			       t->thp_bytes_now / 1048576.0);
+			printf(", %.1f MiB in huge pages when tracking began",
+			       t->thp_bytes_start / 1048576.0);
 		printf("\n");
 		for (j = 0; j < t->nr_notes; j++)
 			printf("    %012" PRIx64 "-%012" PRIx64 " dirty: %s%s%s\n",

@@ -104,7 +104,6 @@ static int report_encode(const struct uffdwp_report *r, struct buf *b)
 		err |= put_u64(b, t->pending_bytes);
 		err |= put_u64(b, t->tracked_bytes);
 		err |= put_u64(b, t->thp_bytes_start);
-		err |= put_u64(b, t->thp_bytes_now);
 		err |= put_u64(b, t->dirty.nr);
 		err |= put_u64(b, t->nr_notes);
 		for (j = 0; j < t->dirty.nr; j++) {
@@ -135,8 +134,8 @@ static int report_decode(struct buf *b, struct uffdwp_report **out)
 	r->shmem_objects = get_u64(b);
 	r->shmem_shared_objects = get_u64(b);
 	n = get_u64(b);
-	/* Each task takes at least 9 words: refuse counts the buffer cannot hold. */
-	if (b->bad || n > (b->len - b->off) / 72)
+	/* Each task takes at least 8 words: refuse counts the buffer cannot hold. */
+	if (b->bad || n > (b->len - b->off) / 64)
 		goto err_bad;
 	r->tasks = calloc(n ? n : 1, sizeof(*r->tasks));
 	if (!r->tasks)
@@ -152,7 +151,6 @@ static int report_decode(struct buf *b, struct uffdwp_report **out)
 		t->pending_bytes = get_u64(b);
 		t->tracked_bytes = get_u64(b);
 		t->thp_bytes_start = get_u64(b);
-		t->thp_bytes_now = get_u64(b);
 		nr = get_u64(b);
 		nn = get_u64(b);
 		if (b->bad || nr > (b->len - b->off) / 16 || nn > (b->len - b->off) / 32)

@@ -231,23 +231,6 @@ static uint64_t maps_user_end(const struct uffdwp_maps *maps)
 	return i ? maps->v[i - 1].end : 0;
 }
 
-static uint64_t anon_huge_bytes(pid_t pid)
-{
-	char path[64], line[256];
-	unsigned long long kb = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "AnonHugePages: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb * 1024;
-}
-
 static void task_drop_uffd(struct trk_task *tk)
 {
 	if (tk->uffd >= 0)
@@ -440,6 +423,34 @@ static int protect_present(struct trk_task *tk, uint64_t start, uint64_t end)
 	return err;
 }
 
+/*
+ * Protect a freshly registered anonymous range. PAGEMAP_SCAN with
+ * WP_MATCHING and no output vector takes the kernel's fast path for
+ * exclusive write-protect: about half the time of UFFDIO_WRITEPROTECT over
+ * 4K pages. Holes get markers either way (WP_UNPOPULATED); one missed would
+ * only make a later read fault look like a write.
+ */
+static int protect_anon(struct trk_task *tk, uint64_t start, uint64_t end)
+{
+	struct pm_scan_arg arg = {
+	    .size = sizeof(arg),
+	    .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+	    .start = start,
+	    .end = end,
+	    .category_mask = PAGE_IS_WRITTEN,
+	    .return_mask = PAGE_IS_WRITTEN,
+	};
+
+	while (arg.start < end) {
+		if (ioctl(tk->pagemap_fd, PAGEMAP_SCAN, &arg) < 0)
+			return -errno;
+		if (arg.walk_end <= arg.start)
+			return -EIO;
+		arg.start = arg.walk_end;
+	}
+	return 0;
+}
+
 /* pagemap: swapped, and the swap type of the entry (5 bits). */
 #define PM_SWAP_BIT    (1ULL << 62)
 #define PM_SWP_TYPE(e) ((e)&0x1f)
@@ -542,6 +553,8 @@ static int task_register(struct trk_task *tk, const struct uffdwp_vma *v, uint64
 	err = reg_range(tk->uffd, start, end);
 	if (!err && v->kind == UFFDWP_VMA_FILE_PRIVATE)
 		err = protect_present(tk, start, end);
+	else if (!err && v->kind == UFFDWP_VMA_ANON)
+		err = protect_anon(tk, start, end);
 	else if (!err)
 		err = protect_range(tk->uffd, start, end);
 	if (err == -ESRCH)
@@ -588,6 +601,25 @@ static bool rangeset_edge(const struct uffdwp_rangeset *rs, uint64_t a, uint64_t
 	return false;
 }
 
+/* The ranges of @maps that are WPALLOWED: the mappings minus what is not. */
+static int list_wpallowed(struct trk_task *tk, const struct uffdwp_maps *maps, uint64_t lo,
+			  uint64_t hi, struct uffdwp_rangeset *out, uint64_t *failed_at)
+{
+	struct uffdwp_rangeset notw = UFFDWP_RANGESET_INIT;
+	size_t i;
+	int err;
+
+	err = pm_scan_inv(tk->pagemap_fd, lo, hi, 0, PAGE_IS_WPALLOWED, PAGE_IS_WPALLOWED, &notw,
+			  failed_at);
+	for (i = 0; !err && i < maps->nr; i++)
+		if (maps->v[i].end <= hi)
+			err = uffdwp_rangeset__add(out, maps->v[i].start, maps->v[i].end);
+	for (i = 0; !err && i < notw.nr; i++)
+		err = uffdwp_rangeset__remove(out, notw.r[i].start, notw.r[i].end);
+	uffdwp_rangeset__fini(&notw);
+	return err;
+}
+
 /* Dirty [start, end) of one mapping in the current scan. */
 static int scan_add_dirty(struct uffdwp_rangeset *dirty, uint64_t start, uint64_t end)
 {
@@ -619,8 +651,12 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 	lo = maps->v[0].start;
 	hi = maps_user_end(maps);
 
-	/* Which ranges of the mm are registered for async wp, by anyone. */
-	err = pm_scan(tk->pagemap_fd, lo, hi, 0, PAGE_IS_WPALLOWED, &wpallowed, &failed_at);
+	/*
+	 * Which ranges of the mm are registered for async wp, by anyone. Asked
+	 * the other way round: the kernel skips a VMA that does not match
+	 * without walking its page tables, and most VMAs are registered.
+	 */
+	err = list_wpallowed(tk, maps, lo, hi, &wpallowed, &failed_at);
 	if (err) {
 		pr_warn("cannot list registered ranges of %d: %s\n", tk->pid,
 			uffdwp_strerror(-err));
@@ -1123,7 +1159,6 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 			tr->flags |= UFFDWP_TASK_EXITED;
 			continue;
 		}
-		tr->thp_bytes_now = anon_huge_bytes(tk->pid);
 
 		if (tk->uffd >= 0 && !mm_alive(tk->pagemap_fd)) {
 			/* execve gave the task a new mm: nothing of the old one holds. */
@@ -1154,7 +1189,7 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 		}
 		if (tk->fresh && tk->uffd >= 0) {
 			task_note_thp(tk, &st[i].maps);
-			tk->thp_bytes_start = tr->thp_bytes_now;
+			tk->thp_bytes_start = uffdwp_rangeset__bytes(&tk->thp_start);
 		}
 
 		r = -ESRCH;

@@ -59,8 +59,7 @@ struct uffdwp_task_report {
 	uint64_t written_bytes;	  /* what the scan itself found written */
 	uint64_t pending_bytes;	  /* carried over from uncommitted scans */
 	uint64_t tracked_bytes;	  /* registered and scanned */
-	uint64_t thp_bytes_start; /* AnonHugePages when tracking began */
-	uint64_t thp_bytes_now;	  /* and now */
+	uint64_t thp_bytes_start; /* PMD-mapped when tracking began */
 };
 
 struct uffdwp_report {
