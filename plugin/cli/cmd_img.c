@@ -590,10 +590,12 @@ out:
 
 /* ------------------------------------------------------------ merge, flatten */
 
-static int img_merge(int argc, char **argv)
+/* Both read a whole chain and write it elsewhere as one image. */
+static int img_chain_to(int argc, char **argv, bool flatten)
 {
 	struct uffdwp_chain *c;
 	struct img_args a;
+	size_t len;
 	int r, err;
 
 	r = parse_args(argc, argv, &a, img_usage);
@@ -606,35 +608,29 @@ static int img_merge(int argc, char **argv)
 	c = uffdwp_chain__open(a.pos[0]);
 	if (!c)
 		return 1;
-	err = uffdwp_img__merge(c, a.to, &a.opts);
-	if (!err && !cli_json)
-		printf("%s: %zu image%s merged into %s\n", a.pos[0], uffdwp_chain__length(c),
-		       uffdwp_chain__length(c) == 1 ? "" : "s", a.to);
+	len = uffdwp_chain__length(c);
+	err = flatten ? uffdwp_img__flatten_criu(c, a.to) : uffdwp_img__merge(c, a.to, &a.opts);
+	if (!err && cli_json) {
+		printf("{\"chain\": ");
+		json_str(stdout, a.pos[0]);
+		printf(", \"images\": %zu, \"to\": ", len);
+		json_str(stdout, a.to);
+		printf(", \"format\": \"%s\"}\n", flatten ? "criu" : "uffdwp");
+	} else if (!err)
+		printf("%s: %zu image%s %s into %s\n", a.pos[0], len, len == 1 ? "" : "s",
+		       flatten ? "written as CRIU page images" : "merged", a.to);
 	uffdwp_chain__close(c);
 	return err ? 1 : 0;
 }
 
+static int img_merge(int argc, char **argv)
+{
+	return img_chain_to(argc, argv, false);
+}
+
 static int img_flatten(int argc, char **argv)
 {
-	struct uffdwp_chain *c;
-	struct img_args a;
-	int r, err;
-
-	r = parse_args(argc, argv, &a, img_usage);
-	if (r)
-		return r == 3 ? 0 : r;
-	if (a.npos != 1 || !a.to) {
-		fputs(img_usage, stderr);
-		return 2;
-	}
-	c = uffdwp_chain__open(a.pos[0]);
-	if (!c)
-		return 1;
-	err = uffdwp_img__flatten_criu(c, a.to);
-	if (!err && !cli_json)
-		printf("%s: written as CRIU page images into %s\n", a.pos[0], a.to);
-	uffdwp_chain__close(c);
-	return err ? 1 : 0;
+	return img_chain_to(argc, argv, true);
 }
 
 /* ------------------------------------------------------------------- write */
