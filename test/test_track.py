@@ -610,6 +610,9 @@ def test_holder_exits_with_its_tasks(wl):
     os.kill(w.pid, signal.SIGKILL)
     w.proc.wait(timeout=10)
     assert _holder_gone(w.pid)
+    time.sleep(0.2)
+    assert not os.path.exists(f"/run/uffdwp/{w.pid}.lock"), "lock file left behind"
+    assert not os.path.exists(f"/run/uffdwp/{w.pid}.sock"), "socket left behind"
     assert not os.path.exists(f"/proc/{st['holder_pid']}/status") or \
         open(f"/proc/{st['holder_pid']}/status").read().find("State:\tZ") >= 0
 

@@ -548,6 +548,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 {
 	struct uffdwp_tracker *t = NULL;
 	struct uffdwp_holder_status hs;
+	struct stat st;
 	uint64_t started = mono_ms(), last = started, checked = started, last_gen = 1;
 	char path[108];
 	int lfd, err, logfd;
@@ -566,8 +567,10 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 			err = lfd;
 	}
 	if (err) {
-		write_all(notify, &err, sizeof(err));
 		uffdwp_tracker__stop(t, false, NULL);
+		snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, o->track.pid);
+		unlink(path);
+		write_all(notify, &err, sizeof(err));
 		_exit(1);
 	}
 
@@ -620,6 +623,16 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	unlink(path);
 	uffdwp_tracker__stop(t, false, NULL);
 	close(lfd);
+	/*
+	 * Leave nothing behind: the lock goes while we still hold it (a
+	 * starter that opened it just before takes it and finds the socket
+	 * gone, as if it came after us), the log only if nothing was said.
+	 */
+	snprintf(path, sizeof(path), UFFDWP_LOG_FMT, o->track.pid);
+	if (!stat(path, &st) && !st.st_size)
+		unlink(path);
+	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, o->track.pid);
+	unlink(path);
 	close(lockfd);
 	_exit(0);
 }
@@ -630,6 +643,10 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 	int lockfd, p[2], err, n, res = -EIO;
 	pid_t child;
 
+	if (kill(opts->track.pid, 0) && errno == ESRCH) {
+		pr_err("no process %d\n", opts->track.pid);
+		return -ESRCH;
+	}
 	err = run_dir_prepare();
 	if (err)
 		return err;
