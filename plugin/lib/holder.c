@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +18,7 @@
 
 #include "holder.h"
 #include "log.h"
+#include "procfs.h"
 
 #define WIRE_MAGIC 0x31505755u /* "UWP1" */
 #define WIRE_MAX   (256u << 20)
@@ -408,10 +410,15 @@ static void holder_sig(int sig)
 	holder_quit = 1;
 }
 
-/* Any tracked task still alive? kill(0) is enough: the tracker handles pid reuse. */
+/*
+ * Any tracked task still alive? Before the first adopt (CRIU mode) the
+ * list is empty: then the root process decides.
+ */
 static bool holder_tasks_alive(const struct uffdwp_holder_opts *o, struct uffdwp_tracker *t)
 {
-	return kill(o->track.pid, 0) == 0 || uffdwp_tracker__nr_tasks(t) > 1;
+	if (!uffdwp_tracker__nr_tasks(t))
+		return kill(o->track.pid, 0) == 0 && !uffdwp_proc_is_zombie(o->track.pid);
+	return uffdwp_tracker__any_alive(t);
 }
 
 static int peer_ok(int fd)
@@ -555,6 +562,8 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 
 	memset(&hs, 0, sizeof(hs));
 	setsid();
+	/* Forked from whatever started us (criu, uffdwp): say what we are. */
+	prctl(PR_SET_NAME, "uffdwp-holder");
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, holder_sig);
 	signal(SIGINT, holder_sig);

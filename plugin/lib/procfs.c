@@ -221,6 +221,13 @@ static int read_stat(pid_t pid, pid_t *ppid, uint64_t *start_time, char *state)
 	return 0;
 }
 
+bool uffdwp_proc_is_zombie(pid_t pid)
+{
+	char state = 0;
+
+	return !read_stat(pid, NULL, NULL, &state) && (state == 'Z' || state == 'X');
+}
+
 uint64_t uffdwp_proc_start_time(pid_t pid)
 {
 	uint64_t t = 0;

@@ -72,6 +72,9 @@ struct uffdwp_obj_id {
 int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
 				   const pid_t *tracked, size_t ntracked, bool *seen);
 
+/* Whether @pid is a zombie (or dead); false if it does not exist at all. */
+bool uffdwp_proc_is_zombie(pid_t pid);
+
 /* Start time of @pid in clock ticks since boot (field 22 of stat), or 0. */
 uint64_t uffdwp_proc_start_time(pid_t pid);
 

@@ -1396,6 +1396,21 @@ size_t uffdwp_tracker__nr_tasks(const struct uffdwp_tracker *t)
 	return t->nr_tasks;
 }
 
+bool uffdwp_tracker__any_alive(const struct uffdwp_tracker *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nr_tasks; i++) {
+		pid_t pid = t->tasks[i].pid;
+
+		/* start_time 0: exited, or a zombie whose stat we could not read. */
+		if (pid > 0 && uffdwp_proc_start_time(pid) == t->tasks[i].start_time &&
+		    t->tasks[i].start_time && !uffdwp_proc_is_zombie(pid))
+			return true;
+	}
+	return false;
+}
+
 bool uffdwp_tracker__has_task(const struct uffdwp_tracker *t, pid_t pid)
 {
 	return tracker_find(t, pid) != NULL;

@@ -125,6 +125,8 @@ int uffdwp_tracker__commit(struct uffdwp_tracker *t, uint64_t gen);
 
 /* Number of tasks tracked now. */
 size_t uffdwp_tracker__nr_tasks(const struct uffdwp_tracker *t);
+/* Whether any tracked task is still alive (not exited, not a zombie). */
+bool uffdwp_tracker__any_alive(const struct uffdwp_tracker *t);
 /* Whether @pid is one of them. */
 bool uffdwp_tracker__has_task(const struct uffdwp_tracker *t, pid_t pid);
 
