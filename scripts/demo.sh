@@ -2,14 +2,18 @@
 # SPDX-License-Identifier: GPL-2.0
 # The built-in demo: a workload that keeps writing a few pages of a 64 MiB
 # heap, tracked with async uffd-wp over three iterations, as a pre-copy
-# migration would see it. Needs root (ptrace, pidfd_getfd) and Linux 6.7+.
+# migration would see it; then a base snapshot and two deltas of it into a
+# temporary directory, the chain's sizes, and a check of every checksum.
+# Needs root (ptrace, pidfd_getfd) and Linux 6.7+.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 U=$BUILD/uffdwp
 
+SNAPS=$(mktemp -d "${TMPDIR:-/var/tmp}/uffdwp-demo.XXXXXX")
 coproc WL { exec "$BUILD/test/memwl"; }
-trap 'kill -9 $WL_PID 2>/dev/null; $U track stop -t $WL_PID >/dev/null 2>&1 || true' EXIT
+WLP=$WL_PID # bash unsets WL_PID once the coprocess is gone
+trap 'kill -9 $WLP 2>/dev/null; wait $WLP 2>/dev/null || true; $U track stop -t $WLP >/dev/null 2>&1 || true; rm -rf "$SNAPS"' EXIT
 ask() { echo "$1" >&"${WL[1]}"; read -r -u "${WL[0]}" ans; [[ $ans == ok* ]] || { echo "workload: $ans"; exit 1; }; }
 read -r -u "${WL[0]}" ready
 ask "map 1 anon 16384"
@@ -29,3 +33,14 @@ $U track status -t "$WL_PID"
 $U track stop -t "$WL_PID"
 echo "== uffdwp track rate: will iterative pre-copy converge?"
 $U track rate -t "$WL_PID" --interval 0.5 --count 4
+
+echo "== uffdwp snap: a full snapshot, then two deltas a second apart, in $SNAPS"
+$U snap -t "$WL_PID" -D "$SNAPS/0"
+for i in 1 2; do
+	sleep 1
+	$U snap -t "$WL_PID" -D "$SNAPS/$i" --parent "$SNAPS/$((i - 1))"
+done
+echo "== uffdwp img stats: the chain, newest first"
+$U img stats "$SNAPS/2" | grep -v '^    '
+echo "== uffdwp img verify: every checksum of the chain"
+$U img verify "$SNAPS/2"

@@ -8,6 +8,7 @@
 /* Each returns the process exit code: 0 success, 1 failure, 2 usage. */
 int cmd_track(int argc, char **argv);
 int cmd_img(int argc, char **argv);
+int cmd_snap(int argc, char **argv);
 /* Hidden: poke at single library pieces (tests, kernel bring-up). */
 int cmd_debug(int argc, char **argv);
 

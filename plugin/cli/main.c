@@ -17,6 +17,7 @@ static const struct {
 	const char *help;
 } commands[] = {
     {"track", cmd_track, "track the pages a running process tree writes"},
+    {"snap", cmd_snap, "snapshot the memory of a running process tree into an image"},
     {"img", cmd_img, "inspect, verify, merge and flatten compressed images"},
     {"__debug", cmd_debug, NULL}, /* internal: library pieces, for the tests */
 };

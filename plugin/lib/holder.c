@@ -474,9 +474,15 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 			err = -EBADMSG;
 		else
 			err = uffdwp_tracker__commit(*tp, gen);
-		/* An optional tag names what the committed images are. */
+		/*
+		 * An optional tag names what the committed images are. A commit
+		 * without one clears it: those images are nobody's we know, and
+		 * a delta against the old tag would miss what they hold.
+		 */
 		if (!err && in.len - in.off == sizeof(hs->tag))
 			memcpy(hs->tag, in.p + in.off, sizeof(hs->tag));
+		else if (!err)
+			memset(hs->tag, 0, sizeof(hs->tag));
 		if (err)
 			holder_reply_err(cfd, err);
 		else

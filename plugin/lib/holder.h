@@ -56,9 +56,9 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts);
 int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out);
 int uffdwp_holder_commit(pid_t pid, uint64_t gen);
 /*
- * Commit @gen and remember @tag (UFFDWP_HOLDER_TAG_LEN bytes, or NULL to
- * keep the old one): the caller's name for the images that hold it, so a
- * later run can tell whether its parent is the one tracking is relative to.
+ * Commit @gen and remember @tag (UFFDWP_HOLDER_TAG_LEN bytes; NULL clears
+ * it): the caller's name for the images that hold it, so a later run can
+ * tell whether its parent is the one tracking is relative to.
  */
 int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag);
 /*

@@ -22,6 +22,10 @@
  *   threads ID N SEED      N threads each write their share of ID, joined
  *   spin ID N [RATE]       N threads write random pages until "unspin",
  *                          each RATE pages a second (default: flat out)
+ *   count ID N             N threads, each owning an equal slice of ID, store
+ *                          1, 2, 3, ... into the first word of the slice's
+ *                          pages in turn, until "unspin": at any instant a
+ *                          slice of P pages holds P consecutive values
  *   unspin
  *   exec                   execve itself: answers "ready" again
  *   quit
@@ -173,6 +177,24 @@ static void *spin_fn(void *p)
 		((volatile uint64_t *)(r->addr + pg * PG))[(s >> 4) % (PG / 8)] = s;
 		if (a->rate)
 			usleep(1000000 / a->rate);
+	}
+	free(a);
+	return NULL;
+}
+
+struct count_arg {
+	char *base;
+	size_t pages;
+};
+
+static void *count_fn(void *p)
+{
+	struct count_arg *a = p;
+	uint64_t c = 0;
+
+	while (atomic_load_explicit(&spinning, memory_order_relaxed)) {
+		c++;
+		*(volatile uint64_t *)(a->base + (c % a->pages) * PG) = c;
 	}
 	free(a);
 	return NULL;
@@ -392,6 +414,23 @@ static void command(char *line)
 			sa->seed = 12345 + i;
 			sa->rate = b;
 			pthread_create(&spinners[nspin++], NULL, spin_fn, sa);
+		}
+		return wl_say("ok");
+	}
+	if (!strcmp(op, "count")) {
+		size_t pages = reg[id].len / PG;
+		long i;
+
+		if (a < 1 || a > 16 || (size_t)a > pages)
+			return wl_say("error threads");
+		atomic_store(&spinning, 1);
+		for (i = 0; i < a && nspin < 16; i++) {
+			struct count_arg *ca = malloc(sizeof(*ca));
+			size_t first = pages * i / a;
+
+			ca->base = reg[id].addr + first * PG;
+			ca->pages = pages * (i + 1) / a - first;
+			pthread_create(&spinners[nspin++], NULL, count_fn, ca);
 		}
 		return wl_say("ok");
 	}

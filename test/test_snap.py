@@ -1,0 +1,712 @@
+# SPDX-License-Identifier: GPL-2.0
+"""`uffdwp snap` against ground truth: the memory the process itself sees.
+
+After each snapshot the test stops the tree and reads, page by page, what a
+snapshot must hold: every page of the task's own (present, or swapped: not
+a uffd-wp marker, which pagemap also calls swapped; in private file
+mappings only private copies), through /proc/PID/mem, and the pages each
+shared memory file holds within the windows the tree maps, through
+/proc/PID/map_files. The chain must give each of those pages back
+unchanged (read with `uffdwp img read`), and every page it lists beyond
+them must be zeros. The workloads wait on their stdin between commands, so
+their memory when the test looks is their memory when the snapshot froze
+them; a workload that keeps writing is checked by the shape of what it
+writes instead (test_concurrent_writers_consistent).
+
+One writer is the kernel: it stores the CPU a thread runs on into the
+thread's rseq area when the thread returns to user space on another CPU,
+which a SIGSTOP/SIGCONT may well cause. So the workloads here run with
+glibc's rseq registration off, or the test's own stop would change the
+memory it compares against.
+"""
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+from helpers import PAGE, UFFDWP, descendants, frozen, uffdwp, wait_stopped, workload_path
+
+pytestmark = pytest.mark.timeout(180)
+
+ZERO = bytes(PAGE)
+SPECIAL = ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]", "[uprobes]")
+SHM_NAMES = ("/dev/zero", "/memfd:", "/SYSV", "/dev/shm/", "[anon_shmem:")
+MARKER_SWAP_TYPE = 31  # uffd-wp PTE markers: pagemap says "swapped"
+
+
+# ------------------------------------------------------------ ground truth
+
+def _no_rseq():
+    os.environ["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
+
+
+@pytest.fixture
+def qwl(wl):
+    """wl, but a workload whose memory only its own writes change."""
+    return lambda *a, **kw: wl(*a, preexec=_no_rseq, **kw)
+
+
+def maps_full(pid):
+    """[(start, end, perms, offset, inode, name)] of /proc/PID/maps."""
+    out = []
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            out.append((lo, hi, parts[1], int(parts[2], 16), int(parts[4]),
+                        parts[5].strip() if len(parts) > 5 else ""))
+    return out
+
+
+def _read_exact(f, off, n):
+    f.seek(off)
+    buf = b""
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def shm_pages(pid, lo, hi, pgoff, out):
+    """Pages the shared memory file mapped at [lo, hi) holds, by offset, into out[ino]."""
+    fd = os.open(f"/proc/{pid}/map_files/{lo:x}-{hi:x}", os.O_RDONLY)
+    try:
+        ino = os.fstat(fd).st_ino
+        pages = out.setdefault(ino, {})
+        off, end = pgoff, pgoff + (hi - lo)
+        while off < end:
+            try:
+                d = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError:
+                break  # ENXIO: no data after off
+            h = min(os.lseek(fd, d, os.SEEK_HOLE), end)
+            for a in range(d // PAGE * PAGE, h, PAGE):
+                if a >= pgoff:
+                    pages[a] = os.pread(fd, PAGE, a)
+            off = h
+    finally:
+        os.close(fd)
+
+
+def truth_of(pid):
+    """({addr: page} of pid's own memory, {ino: {offset: page}} of its shared memory)."""
+    own, shm = {}, {}
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem, \
+            open(f"/proc/{pid}/pagemap", "rb", buffering=0) as pm:
+        for lo, hi, perms, pgoff, ino, name in maps_full(pid):
+            if name in SPECIAL:
+                continue
+            if perms[3] == "s":
+                if name.startswith(SHM_NAMES):
+                    shm_pages(pid, lo, hi, pgoff, shm)
+                continue
+            n = (hi - lo) // PAGE
+            raw = _read_exact(pm, lo // PAGE * 8, n * 8)
+            for i, e in enumerate(struct.unpack(f"{len(raw) // 8}Q", raw)):
+                present = (e >> 63) & 1
+                swapped = (e >> 62) & 1 and (e & 0x1f) != MARKER_SWAP_TYPE
+                if not (present or swapped):
+                    continue
+                # A private file mapping's page that is the file's, not a copy.
+                if name.startswith("/") and present and (e >> 61) & 1:
+                    continue
+                own[lo + i * PAGE] = _read_exact(mem, lo + i * PAGE, PAGE)
+    return own, shm
+
+
+def truth(pids):
+    """Ground truth of a set of tasks, read with the tree stopped."""
+    tasks, shm = {}, {}
+    for p in pids:
+        own, s = truth_of(p)
+        tasks[p] = own
+        for ino, pages in s.items():
+            shm.setdefault(ino, {}).update(pages)
+    return tasks, shm
+
+
+# ------------------------------------------------------------------ images
+
+def run(*args, check=True, timeout=60):
+    p = subprocess.run([UFFDWP] + [str(a) for a in args], capture_output=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    if check and p.returncode:
+        raise AssertionError(f"uffdwp {args} exited {p.returncode}: {p.stderr.decode()}")
+    return p
+
+
+def show(d):
+    return json.loads(run("--json", "img", "show", d).stdout)
+
+
+def image_pages(d):
+    """{("task"|"shmem", id): {address: page}} of the chain ending at d."""
+    out = {}
+    for o in show(d)["objects"]:
+        addrs = [r["start"] + i * PAGE for r in o["ranges"] for i in range(r["pages"])]
+        data = run("img", "read", d, f"--{o['kind']}", o["id"]).stdout if addrs else b""
+        assert len(data) == len(addrs) * PAGE
+        out[(o["kind"], o["id"])] = {a: data[i * PAGE:(i + 1) * PAGE]
+                                     for i, a in enumerate(addrs)}
+    return out
+
+
+def data_pages_in(d, kind, oid, lo, hi, kinds=("data",)):
+    """Pages the newest image of d stores (as data, by default) for object
+    kind/oid in [lo, hi)."""
+    n = 0
+    for o in show(d)["objects"]:
+        if o["kind"] != kind or o["id"] != oid:
+            continue
+        for r in o["ranges"]:
+            if r["kind"] in kinds:
+                s, e = max(r["start"], lo), min(r["start"] + r["pages"] * PAGE, hi)
+                n += max(0, (e - s) // PAGE)
+    return n
+
+
+def where(d, kind, oid, a, pid=None):
+    """Say what maps a and how the newest image of d lists it, for a failure message."""
+    m = [x for x in maps_full(pid) if x[0] <= a < x[1]] if pid else []
+    r = [(x["kind"], hex(x["start"]), x["pages"]) for o in show(d)["objects"]
+         if o["kind"] == kind and o["id"] == oid for x in o["ranges"]
+         if x["start"] <= a < x["start"] + x["pages"] * PAGE]
+    return f"mapping {m}, image range {r}"
+
+
+def compare(d, tasks, shm):
+    """The chain at d against the ground truth; returns pages checked."""
+    img = image_pages(d)
+    checked = 0
+    assert sorted(i for k, i in img if k == "task") == sorted(tasks), \
+        f"tasks in the image {sorted(i for k, i in img if k == 'task')} != {sorted(tasks)}"
+    for pid, own in tasks.items():
+        got = img[("task", pid)]
+        for a, page in own.items():
+            assert a in got, f"{d}: task {pid}: present page {a:#x} missing"
+            assert got[a] == page, \
+                f"{d}: task {pid}: page {a:#x} differs: {where(d, 'task', pid, a, pid)}"
+            checked += 1
+        for a, page in got.items():
+            if a not in own:
+                assert page == ZERO, f"{d}: task {pid}: page {a:#x} listed, not present"
+    for ino, pages in shm.items():
+        got = img.get(("shmem", ino), {})
+        for off, page in pages.items():
+            assert off in got, f"{d}: shmem {ino}: page at {off:#x} missing"
+            assert got[off] == page, \
+                f"{d}: shmem {ino}: page at {off:#x} differs: {where(d, 'shmem', ino, off)}"
+            checked += 1
+        for off, page in got.items():
+            if off not in pages:
+                assert page == ZERO, f"{d}: shmem {ino}: page at {off:#x} listed, not held"
+    assert not [i for k, i in img if k == "shmem" and i not in shm], "stale shmem object"
+    return checked
+
+
+def verify(d):
+    p = run("img", "verify", d, check=False)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+
+
+class Chain:
+    """Snapshots of one workload in tmp_path, each checked against ground truth."""
+
+    def __init__(self, w, tmp_path, tree=False):
+        self.w, self.tmp, self.tree = w, tmp_path, tree
+        self.dirs = []
+
+    def pids(self):
+        """The tasks a snapshot holds: zombies have no memory."""
+        kids = descendants(self.w.pid) if self.tree else []
+        return [self.w.pid] + [p for p in kids if state(p) not in "ZX"]
+
+    def snap(self, delta=True, check=True, name=None, extra=()):
+        d = str(self.tmp / (name or f"s{len(self.dirs)}"))
+        args = ["snap", "-t", self.w.pid, "-D", d] + (["--tree"] if self.tree else [])
+        if delta and self.dirs:
+            args += ["--parent", self.dirs[-1]]
+        rc, out, err = uffdwp(*args, *extra, check=False)
+        if not check:
+            return rc, out, err
+        assert rc == 0, err
+        self.dirs.append(d)
+        with frozen(self.w.pid):
+            tasks, shm = truth(self.pids())
+        self.checked = compare(d, tasks, shm)
+        verify(d)
+        return out
+
+    @property
+    def last(self):
+        return self.dirs[-1]
+
+
+def ino_of(pid, addr):
+    for lo, hi, perms, pgoff, ino, name in maps_full(pid):
+        if lo <= addr < hi:
+            return ino
+    raise AssertionError(f"{addr:#x} not mapped in {pid}")
+
+
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return "X"
+    return st[st.rindex(")") + 2]
+
+
+# ------------------------------------------------------------------- tests
+
+# kind, pages, whether writes are tracked page by page (an open memfd is not)
+KINDS = [
+    ("anon", 64, True),
+    ("thp", 1024, True),
+    ("shmem", 64, True),
+    ("memfd-closed", 64, True),
+    ("memfd", 64, False),
+    ("sysv", 64, True),
+    ("file", 64, True),
+]
+
+
+@pytest.mark.parametrize("kind,pages,exact", KINDS, ids=[k[0] for k in KINDS])
+def test_chain_over_kinds(qwl, tmp_path, kind, pages, exact, request):
+    """A base and five deltas; each equals the memory, each delta stores just
+    what was written in between."""
+    if kind == "thp":
+        request.getfixturevalue("thp")
+    rnd = random.Random(kind)
+    w = qwl()
+    addr, length = w.map(1, kind, pages)
+    w.cmd(f"write 1 0 {pages // 2} 1")
+    c = Chain(w, tmp_path)
+    out = c.snap()
+    assert out["mode"] == "full" and out["holder_started"] and out["committed"]
+    shared = kind in ("shmem", "memfd-closed", "memfd", "sysv")
+    obj = ("shmem", ino_of(w.pid, addr)) if shared else ("task", w.pid)
+    lo, hi = (0, length) if shared else (addr, addr + length)
+    for i in range(1, 6):
+        first = rnd.randrange(pages - 8)
+        n = rnd.randrange(1, 8)
+        w.cmd(f"write 1 {first} {n} {10 + i}")
+        if i == 3:
+            w.cmd(f"touch 1 0 {pages}")  # read faults: no data to store
+        out = c.snap()
+        assert out["mode"] == "delta" and out["committed"], out
+        assert out["parent_pages"] > 0
+        got = data_pages_in(c.last, obj[0], obj[1], lo, hi)
+        if exact:
+            assert got == n, f"{kind}: {got} pages stored for {n} written"
+        else:
+            assert got >= n
+    assert len(show(c.last)["objects"]) >= 1
+    assert show(c.last)["depth"] == 5
+
+
+def test_hugetlb_chain(qwl, tmp_path, hugetlb):
+    w = qwl()
+    addr, length = w.map(1, "hugetlb", 1024)
+    w.cmd("write 1 0 1024 1")
+    c = Chain(w, tmp_path)
+    c.snap()
+    w.cmd("write 1 600 1 2")
+    c.snap()
+    assert 1 <= data_pages_in(c.last, "task", w.pid, addr, addr + length) <= 512
+
+
+def test_mapping_changes(qwl, tmp_path):
+    """Unmap, new map, move, dontneed, grow, replace, PROT_NONE, exec between
+    deltas of one chain."""
+    w = qwl()
+    for rid, kind in enumerate(["anon", "anon", "shmem", "anon", "memfd-closed", "file"]):
+        w.map(rid, kind, 32)
+        w.cmd(f"write {rid} 0 32 {rid + 1}")
+    c = Chain(w, tmp_path)
+    c.snap()
+    rounds = [
+        ["unmap 1", "map 7 anon 16", "write 7 0 16 7"],
+        ["move 0", "write 0 1 2 8", "dontneed 2 0 8", "dontneed 3 4 4"],
+        ["replace 3", "write 3 0 2 9", "mprotect 0 none", "write 4 5 1 9"],
+        ["remap 3 64", "write 3 40 2 10", "shrinkgrow 7 8", "touch 7 8 8", "dontneed 5 0 4"],
+        ["mprotect 0 rw", "write 0 0 1 11", "unmap 2", "map 2 sysv 8", "write 2 0 8 11"],
+    ]
+    for ops in rounds:
+        for op in ops:
+            if op.startswith("map "):
+                _, rid, kind, pages = op.split()
+                w.map(int(rid), kind, int(pages))
+            else:
+                w.cmd(op)
+        out = c.snap()
+        assert out["mode"] == "delta"
+    w.exec_self()
+    w.map(1, "anon", 8)
+    w.cmd("write 1 0 8 12")
+    out = c.snap()
+    assert out["mode"] == "delta"
+    assert show(c.last)["depth"] == 6
+
+
+def test_fork_tree(qwl, tmp_path):
+    w = qwl()
+    addr, length = w.map(1, "anon", 64)
+    saddr, slen = w.map(2, "shmem", 32)
+    w.cmd("write 1 0 64 1")
+    w.cmd("write 2 0 32 1")
+    c = Chain(w, tmp_path, tree=True)
+    c.snap()
+    child = w.fork("forkwrite 1 0 2 7")
+    out = c.snap()
+    assert out["tasks"] == 2
+    # The child is new: all of its memory is data; the parent wrote nothing.
+    assert data_pages_in(c.last, "task", child, addr, addr + length) == 64
+    assert data_pages_in(c.last, "task", w.pid, addr, addr + length) == 0
+    w.fork("forkwrite 2 3 2 8")  # a second child writes the shared memory
+    w.cmd("write 1 5 1 9")
+    out = c.snap()
+    assert out["tasks"] == 3
+    assert data_pages_in(c.last, "task", w.pid, addr, addr + length) == 1
+    assert data_pages_in(c.last, "task", child, addr, addr + length) == 0
+    # The new child's own page tables were not protected yet: its windows of
+    # shared memory count as written, all of them.
+    assert data_pages_in(c.last, "shmem", ino_of(w.pid, saddr), 0, slen) >= 2
+    w.cmd("write 2 9 1 10")
+    out = c.snap()
+    assert data_pages_in(c.last, "shmem", ino_of(w.pid, saddr), 0, slen) == 1
+    os.kill(child, signal.SIGKILL)
+    time.sleep(0.1)
+    out = c.snap()
+    assert out["tasks"] == 2
+    assert ("task", child) not in image_pages(c.last)
+
+
+def test_without_tree_only_the_process(qwl, tmp_path):
+    w = qwl()
+    w.map(1, "anon", 16)
+    w.cmd("write 1 0 16 1")
+    child = w.fork()
+    c = Chain(w, tmp_path)
+    out = c.snap()
+    assert out["tasks"] == 1
+    assert ("task", child) not in image_pages(c.last)
+
+
+def _slices(pages, nthreads):
+    return [(pages * i // nthreads, pages * (i + 1) // nthreads) for i in range(nthreads)]
+
+
+def test_concurrent_writers_consistent(qwl, tmp_path):
+    """Threads keep writing while snapshots are taken. Counting threads store
+    1, 2, 3, ... in turn into the pages of their slice, so memory at any one
+    instant holds a window of consecutive values per slice: an image with a
+    page copied before the freeze and written again after its copy breaks
+    the window. A static region must equal memory; a spinning one writes
+    random words meanwhile."""
+    w = qwl()
+    pages, nthreads, spages = 256, 2, 64
+    addr, length = w.map(1, "anon", pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    w.map(2, "anon", 256)
+    w.cmd("write 2 0 256 2")
+    saddr, slen = w.map(3, "anon", 128)
+    w.cmd("write 3 0 128 3")
+    shaddr, shlen = w.map(4, "shmem", spages)
+    w.cmd(f"write 4 0 {spages} 4")
+    ino = ino_of(w.pid, shaddr)
+    with frozen(w.pid):
+        own, _ = truth_of(w.pid)
+        static = {a: own[a] for a in range(saddr, saddr + slen, PAGE)}
+    w.cmd(f"count 1 {nthreads}")
+    w.cmd("count 4 1")
+    w.cmd("spin 2 1")
+    time.sleep(0.3)
+
+    def window(pagelist, where):
+        vals = [struct.unpack_from("<Q", p)[0] for p in pagelist]
+        n, top = len(vals), max(vals)
+        assert top > n, "counter did not go round once"
+        assert sorted(vals) == list(range(top - n + 1, top + 1)), \
+            f"{where} is not one instant: {sorted(vals)[:4]}... top {top}"
+        assert all(v % n == i for i, v in enumerate(vals)), where
+
+    dirs, reread = [], 0
+    try:
+        for i in range(5):
+            d = str(tmp_path / f"s{i}")
+            args = ["snap", "-t", w.pid, "-D", d] + (["--parent", dirs[-1]] if dirs else [])
+            _, out, _ = uffdwp(*args)
+            dirs.append(d)
+            reread += out["frozen_pages"]
+            if i == 0:
+                # The static region came from the copy made while running.
+                assert out["copied_pages"] >= 128 + pages
+            pages_of = image_pages(d)
+            img = pages_of[("task", w.pid)]
+            for lo, hi in _slices(pages, nthreads):
+                window([img[addr + p * PAGE] for p in range(lo, hi)],
+                       f"snapshot {i}: slice {lo}-{hi}")
+            window([pages_of[("shmem", ino)][p * PAGE] for p in range(spages)],
+                   f"snapshot {i}: shared memory")
+            for a, page in static.items():
+                assert img[a] == page, f"static page {a:#x} differs"
+            verify(d)
+    finally:
+        w.cmd("unspin")
+    assert reread >= nthreads, "nothing was written during any copy: the test tests nothing"
+    # Quiet again: the next delta equals the memory in full.
+    c = Chain(w, tmp_path)
+    c.dirs = dirs
+    c.snap(name="quiet")
+
+
+def test_holder_killed_full_without_parent(qwl, tmp_path):
+    w = qwl()
+    addr, length = w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    c = Chain(w, tmp_path)
+    c.snap()
+    _, st, _ = uffdwp("track", "status", "-t", w.pid)
+    os.kill(st["holder_pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    w.cmd("write 1 3 2 5")
+    rc, out, err = c.snap(check=False)
+    assert rc == 0, err
+    assert "tracking lost" in err
+    assert out["mode"] == "full" and out["tracking_lost"] and out["parent"] is None
+    assert out["holder_started"] and out["committed"]
+    c.dirs.append(out["dir"])
+    s = show(c.last)
+    assert s["depth"] == 0 and "parent_id" not in s
+    assert not os.path.lexists(os.path.join(c.last, "parent"))
+    with frozen(w.pid):
+        tasks, shm = truth([w.pid])
+    compare(c.last, tasks, shm)
+    # Tracking is back: the next one is a delta of the full one.
+    w.cmd("write 1 9 1 6")
+    out = c.snap()
+    assert out["mode"] == "delta"
+    assert data_pages_in(c.last, "task", w.pid, addr, addr + length) == 1
+
+
+def test_wrong_parent_refused(qwl, tmp_path):
+    w = qwl()
+    w.map(1, "anon", 16)
+    w.cmd("write 1 0 16 1")
+    c = Chain(w, tmp_path)
+    c.snap(name="a")
+    c.snap(delta=False, name="b")  # a new base: tracking is now relative to b
+    for parent, why in ((c.dirs[0], "not relative"), (str(tmp_path / "nothing"), "parent"),
+                        (str(tmp_path), "parent")):
+        d = tmp_path / "refused"
+        rc, out, err = uffdwp("snap", "-t", w.pid, "-D", d, "--parent", parent,
+                              json_out=False, check=False)
+        assert rc == 1, err
+        assert why in err, err
+        assert len(err.strip().splitlines()) <= 2, err
+        assert not (d / "uffdwp-index.img").exists()
+    # The right one still works.
+    w.cmd("write 1 2 1 2")
+    out = c.snap()
+    assert out["mode"] == "delta"
+
+
+def test_holder_without_tag_refused(qwl, tmp_path):
+    """A holder started by `track start` never committed an image: no delta
+    against anything; a full snapshot adopts it."""
+    w = qwl()
+    w.map(1, "anon", 16)
+    w.cmd("write 1 0 16 1")
+    c = Chain(w, tmp_path)
+    c.snap(name="a")
+    uffdwp("track", "stop", "-t", w.pid)
+    uffdwp("track", "start", "-t", w.pid)
+    rc, out, err = c.snap(check=False)
+    assert rc == 1 and "never committed" in err, err
+    out = c.snap(delta=False, name="b")
+    assert out["mode"] == "full" and not out["holder_started"] and out["committed"]
+    w.cmd("write 1 4 1 2")
+    out = c.snap()
+    assert out["mode"] == "delta"
+
+
+def test_dir_with_image_refused(qwl, tmp_path):
+    w = qwl()
+    c = Chain(w, tmp_path)
+    c.snap(name="a")
+    rc, out, err = uffdwp("snap", "-t", w.pid, "-D", c.last, json_out=False, check=False)
+    assert rc == 1 and "already holds an image" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("pid", ["abc", "0", "999999999"])
+def test_bad_pid(built, tmp_path, pid):
+    rc, out, err = uffdwp("snap", "-t", pid, "-D", tmp_path / "x", json_out=False,
+                          check=False)
+    assert rc in (1, 2), err
+    assert err.strip() and len(err.strip().splitlines()) <= 2, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_usage(built):
+    rc, out, err = uffdwp("snap", "--help", json_out=False)
+    assert "--parent" in out and "tracking" in out
+    rc, out, err = uffdwp("snap", "-t", "1", json_out=False, check=False)
+    assert rc == 2
+
+
+@pytest.mark.parametrize("where", ["staging", "image"])
+def test_enospc_nothing_lost(qwl, tmp_path, where):
+    """The disk fills up while a delta is written (the staging file of the
+    copy, or the image itself): an error, nothing committed, no image; the
+    next delta stores every page written since the parent."""
+    w = qwl()
+    pages = 2048
+    addr, length = w.map(1, "anon", pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    c = Chain(w, tmp_path)
+    c.snap(name="base")
+    w.cmd(f"write 1 0 {pages} 2")
+    small = tmp_path / "small"
+    small.mkdir()
+    # Room for the raw staging copy but not the image, or for nothing.
+    size = pages * PAGE + (256 << 10) if where == "image" else 256 << 10
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", small], check=True)
+    try:
+        d = small / "delta"
+        rc, out, err = uffdwp("snap", "-t", w.pid, "-D", d, "--parent", c.last,
+                              json_out=False, check=False)
+        assert rc == 1, err
+        assert "No space left" in err, err
+        assert ("staging" in err) == (where == "staging"), err
+        assert not (d / "uffdwp-index.img").exists()
+        assert not [f for f in os.listdir(small) if f != "delta"] and \
+            (not d.exists() or not os.listdir(d)), os.listdir(small)
+    finally:
+        subprocess.run(["umount", small], check=True)
+    out = c.snap(name="after")
+    assert out["mode"] == "delta"
+    assert data_pages_in(c.last, "task", w.pid, addr, addr + length) == pages
+
+
+def test_stopped_task_left_stopped(qwl, tmp_path):
+    w = qwl()
+    w.map(1, "anon", 16)
+    w.cmd("write 1 0 16 1")
+    os.kill(w.pid, signal.SIGSTOP)
+    wait_stopped([w.pid])
+    try:
+        uffdwp("snap", "-t", w.pid, "-D", tmp_path / "a")
+        assert state(w.pid) == "T"
+        tasks, shm = truth([w.pid])
+        compare(str(tmp_path / "a"), tasks, shm)
+    finally:
+        os.kill(w.pid, signal.SIGCONT)
+    c = Chain(w, tmp_path)
+    c.dirs.append(str(tmp_path / "a"))
+    c.snap()
+    time.sleep(0.05)
+    assert state(w.pid) in "SR", state(w.pid)
+    w.cmd("write 1 1 1 2")  # and it still answers
+
+
+def test_swapped_pages(qwl, tmp_path, swap):
+    """Swapped-out pages are in the image; paged out between snapshots
+    without a write, they stay in parent."""
+    w = qwl()
+    addr, length = w.map(1, "anon", 256)
+    w.cmd("write 1 0 256 1")
+    w.cmd("pageout 1 0 128")
+    c = Chain(w, tmp_path)
+    c.snap()
+    w.cmd("pageout 1 0 256")
+    w.cmd("write 1 200 1 2")
+    c.snap()
+    assert data_pages_in(c.last, "task", w.pid, addr, addr + length) == 1
+
+
+def test_text_summary_and_progress(qwl, tmp_path):
+    w = qwl()
+    w.map(1, "anon", 64)
+    w.cmd("write 1 0 64 1")
+    d = tmp_path / "a"
+    rc, out, err = uffdwp("-v", "snap", "-t", w.pid, "-D", d, json_out=False)
+    assert "full snapshot" in out and "stopped for" in out and "ratio" in out, out
+    assert "tracking started" in out
+    w.cmd("write 1 0 1 2")
+    rc, out, err = uffdwp("snap", "-t", w.pid, "-D", tmp_path / "b", "--parent", d,
+                          "--level", "3", "--frame-size", "16K", "--threads", "2",
+                          json_out=False)
+    assert "delta snapshot" in out and "in parent" in out, out
+    rc, js, err = uffdwp("snap", "-t", w.pid, "-D", tmp_path / "c", "--parent",
+                         tmp_path / "b", "--json", json_out=False)
+    js = json.loads(js)
+    for k in ("pages", "data_pages", "zero_pages", "parent_pages", "bytes_written", "ratio",
+              "frozen_ms", "total_ms"):
+        assert k in js, k
+    assert show(tmp_path / "b")["frame_size"] == 16384
+
+
+NR_PIDFD_GETFD, ENOSYS = 438, 38  # x86-64
+
+
+def test_untracked_copied_while_stopped(qwl, tmp_path):
+    """When no holder can be started (here pidfd_getfd is refused to uffdwp,
+    as some container runtimes do), the snapshot is still whole and
+    consistent: every page is read while the tree is stopped."""
+    w = qwl()
+    pages = 64
+    addr, length = w.map(1, "anon", pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    saddr, slen = w.map(2, "anon", 32)
+    w.cmd("write 2 0 32 2")
+    with frozen(w.pid):
+        own, _ = truth_of(w.pid)
+    w.cmd("count 1 1")
+    time.sleep(0.1)
+    d = str(tmp_path / "a")
+    try:
+        p = subprocess.run([workload_path("seccomp_deny"), str(ENOSYS), str(NR_PIDFD_GETFD),
+                            UFFDWP, "--json", "snap", "-t", str(w.pid), "-D", d],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        w.cmd("unspin")
+    assert p.returncode == 0, p.stderr
+    assert "cannot track" in p.stderr
+    out = json.loads(p.stdout)
+    assert not out["tracked"] and not out["committed"] and not out["holder_started"]
+    assert out["copied_pages"] == 0
+    assert out["frozen_pages"] == out["data_pages"] + out["zero_pages"]
+    rc, _, _ = uffdwp("track", "status", "-t", w.pid, check=False)
+    assert rc == 3, "a holder runs"
+    img = image_pages(d)[("task", w.pid)]
+    vals = [struct.unpack_from("<Q", img[addr + i * PAGE])[0] for i in range(pages)]
+    top = max(vals)
+    assert sorted(vals) == list(range(top - pages + 1, top + 1)), "not one instant"
+    for a in range(saddr, saddr + slen, PAGE):
+        assert img[a] == own[a]
+    verify(d)
+
+
+def test_commit_by_another_client_refuses_delta(wl, tmp_path):
+    """A plain 'track scan' commits without a tag: the next snapshot delta
+    must not pretend to be relative to the parent."""
+    w = wl()
+    w.map(1, "anon", 32)
+    w.cmd("write 1 0 32 1")
+    base = tmp_path / "base"
+    uffdwp("snap", "-t", w.pid, "-D", base)
+    w.cmd("write 1 3 1 2")
+    uffdwp("track", "scan", "-t", w.pid)
+    rc, out, err = uffdwp("snap", "-t", w.pid, "-D", tmp_path / "d1", "--parent", base,
+                          check=False)
+    assert rc != 0 and err.strip()
