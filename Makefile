@@ -41,14 +41,21 @@ WL_BINS     := $(patsubst test/workloads/%.c,$(BUILD)/test/%,$(WL_SRCS))
 
 LIB         := $(BUILD)/libuffdwp.a
 CLI         := $(BUILD)/uffdwp
-PLUGIN      := $(if $(CRIU_SRCS),$(BUILD)/uffdwp_plugin.so)
+# The CRIU plugin needs a criu-plugin.h with the memory tracking hooks, i.e.
+# of a CRIU with criu-patches/ applied and installed (make install-criu).
+CRIU_INCLUDE ?= $(wildcard /opt/criu/include/criu)
+CRIU_CPPFLAGS := $(if $(CRIU_INCLUDE),-I$(CRIU_INCLUDE))
+CRIU_HOOKS  := $(if $(CRIU_INCLUDE),$(shell grep -ls CR_PLUGIN_HOOK__MEM_DIRTY_RANGES \
+		 $(CRIU_INCLUDE)/criu-plugin.h))
+PLUGIN      := $(if $(and $(CRIU_SRCS),$(CRIU_HOOKS)),$(BUILD)/uffdwp_plugin.so)
 
-.PHONY: all test lint install uninstall bench clean demo
+.PHONY: all test lint install uninstall bench clean demo fuzz
 .DELETE_ON_ERROR:
 # Generated protobuf-c sources are not intermediates to delete.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
 all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS)
+	$(if $(PLUGIN),,@echo "note: CRIU plugin not built: no criu-plugin.h with memory tracking hooks in CRIU_INCLUDE='$(CRIU_INCLUDE)'")
 
 $(BUILD)/images/%.pb-c.c $(BUILD)/images/%.pb-c.h: images/%.proto
 	@mkdir -p $(@D)
@@ -95,6 +102,12 @@ $(BUILD)/bench-track-tool: scripts/bench-track-tool.c $(LIB)
 
 bench: all $(BUILD)/bench-track-tool
 	scripts/bench-track --out $(BUILD)/bench-track.json
+	scripts/bench-img --build $(BUILD) --out $(BUILD)/bench-img.json
+
+# The image readers under libFuzzer (clang); the tests run it for 30 s,
+# run it longer by hand: build/fuzz/fuzz_img -max_total_time=600 build/fuzz/corpus
+fuzz: all
+	$(MAKE) -C test/fuzz BUILD=$(abspath $(BUILD))
 
 C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * criu_wl: a process tree for checkpoint/restore tests that checks its own
+ * memory. Driven by signals and answering through files in DIR, so that it
+ * holds no pipe to the test and CRIU can dump and restore it anywhere.
+ *
+ *   criu_wl DIR [PAGES]
+ *
+ * Sets up its regions (PAGES pages each, default 2048), forks one child,
+ * then writes DIR/ready ("HOSTPID CHILDHOSTPID") and waits:
+ *   SIGUSR1  one step: rewrite a quarter of the pages, populate and drop
+ *            some sparse ones; answers DIR/step ("K") once parent and
+ *            child are both done
+ *   SIGUSR2  verify every page against what steps 0..K wrote; answers
+ *            DIR/verify ("ok K" or "bad REGION PAGE K", the child's own in
+ *            DIR/verify.child, written first) and exits 0 or 1
+ *
+ * Regions: anon (all written), thp (MADV_HUGEPAGE, all written), sparse
+ * (anon with holes that steps fill and punch), shared (MAP_SHARED anon,
+ * the parent writes, the child checks), file (MAP_PRIVATE of DIR/wl.data,
+ * a few pages copied on write). The child writes its own copy of anon.
+ * What a page should hold is recomputed from the step counter alone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "workload.h"
+
+#define PG    4096UL
+#define HPAGE (2UL << 20)
+
+enum { R_ANON, R_THP, R_SPARSE, R_SHARED, R_FILE, R__MAX };
+static const char *const rname[R__MAX] = {"anon", "thp", "sparse", "shared", "file"};
+
+static char *reg[R__MAX];
+static size_t npages;
+static const char *dir;
+static volatile uint32_t step; /* in memory, dumped with the rest */
+static bool is_child;
+
+static uint64_t word(uint32_t seed, uint64_t page, uint64_t j)
+{
+	uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ULL ^ (page * 0xbf58476d1ce4e5b9ULL) ^
+		     (j * 0x94d049bb133111ebULL);
+
+	x ^= x >> 31;
+	return x | 1; /* never zero: a zero page is never a written one */
+}
+
+static void fill(char *p, uint32_t seed, uint64_t page)
+{
+	uint64_t *w = (uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < PG / 8; j++)
+		w[j] = word(seed, page, j);
+}
+
+static bool check(const char *p, uint32_t seed, uint64_t page)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < PG / 8; j++)
+		if (w[j] != (seed ? word(seed, page, j) : 0))
+			return false;
+	return true;
+}
+
+/*
+ * The seed page @i of region @r holds after steps 1..@k of the parent or,
+ * with @child, of the child (which starts from the parent's step 0). 0 is
+ * the zero page (sparse) or the file's own page (file). Seeds differ per
+ * region, process and step.
+ */
+static uint32_t expect(int r, size_t i, uint32_t k, bool child)
+{
+	uint32_t init = r * 10000 + 1, base = (child ? 1000000 : 0) + r * 10000 + 1, s = 0, t;
+
+	switch (r) {
+	case R_ANON:
+	case R_THP:
+		s = init;
+		for (t = 1; t <= k; t++)
+			if ((i + t) % 4 == 0)
+				s = base + t;
+		return s;
+	case R_SPARSE:
+		s = i % 8 == 0 ? init : 0;
+		for (t = 1; t <= k; t++) {
+			if ((i * 7 + t) % 16 == 0)
+				s = base + t;
+			else if ((i * 5 + t) % 16 == 3)
+				s = 0;
+		}
+		return s;
+	case R_SHARED:
+		s = init;
+		for (t = 1; t <= k; t++)
+			if ((i + 2 * t) % 8 == 0)
+				s = base + t;
+		return s;
+	case R_FILE:
+		for (t = 1; t <= k; t++)
+			if ((i + t) % 16 == 0)
+				s = base + t;
+		return s;
+	}
+	return 0;
+}
+
+/* Which regions a process writes; the child only writes its anon copy. */
+static bool writes(int r)
+{
+	return is_child ? r == R_ANON : true;
+}
+
+/* What page @i of region @r must hold now, in this process. */
+static uint32_t now_seed(int r, size_t i)
+{
+	if (r == R_SHARED)
+		return expect(r, i, step, false); /* only the parent writes it */
+	if (!writes(r))
+		return expect(r, i, 0, false); /* the child's copy from the fork */
+	return expect(r, i, step, is_child);
+}
+
+static void apply(uint32_t k)
+{
+	size_t i;
+	int r;
+
+	for (r = 0; r < R__MAX; r++) {
+		if (!writes(r))
+			continue;
+		for (i = 0; i < npages; i++) {
+			uint32_t now = expect(r, i, k, is_child);
+
+			if (k && now == expect(r, i, k - 1, is_child))
+				continue;
+			if (r == R_SPARSE && !now)
+				madvise(reg[r] + i * PG, PG, MADV_DONTNEED);
+			else if (r == R_FILE && !now)
+				continue;
+			else
+				fill(reg[r] + i * PG, now, i);
+		}
+	}
+}
+
+static void answer(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void answer(const char *name, const char *fmt, ...)
+{
+	char path[4096], tmp[4100], buf[256];
+	va_list ap;
+	int fd, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s%s", dir, name, is_child ? ".child" : "");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	/* Open, write, close, rename: no descriptor stays open across a dump. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, n) != n || close(fd) || rename(tmp, path))
+		exit(3);
+}
+
+/* The step this process last answered, from its DIR/step file (0: none yet). */
+static long step_answered(void)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/step%s", dir, is_child ? ".child" : "");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* 0 if every page holds what it must; else 1, with the first bad page in DIR/verify. */
+static int verify(void)
+{
+	size_t i;
+	int r;
+
+	/* The counter lives in tracked memory too: a stale copy would make stale pages look right.
+	 */
+	if (step_answered() != step) {
+		answer("verify", "bad step %u, answered %ld\n", step, step_answered());
+		return 1;
+	}
+
+	for (r = 0; r < R__MAX; r++) {
+		for (i = 0; i < npages; i++) {
+			uint32_t s = now_seed(r, i);
+
+			if (r == R_FILE && !s)
+				s = 7;
+			if (!check(reg[r] + i * PG, s, i)) {
+				answer("verify", "bad %s %zu %u\n", rname[r], i, step);
+				return 1;
+			}
+		}
+	}
+	answer("verify", "ok %u\n", step);
+	return 0;
+}
+
+static char *map_file(void)
+{
+	char path[4096], *p, page[PG];
+	size_t i;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/wl.data", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		wl_die("open wl.data");
+	for (i = 0; i < npages; i++) {
+		fill(page, 7, i);
+		if (write(fd, page, PG) != (ssize_t)PG)
+			wl_die("write wl.data");
+	}
+	if (fsync(fd))
+		wl_die("fsync wl.data");
+	p = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd); /* the mapping is enough: no fd for CRIU to dump */
+	if (p == MAP_FAILED)
+		wl_die("mmap wl.data");
+	for (i = 0; i < npages; i++)
+		(void)*(volatile char *)(p + i * PG); /* file pages in the page tables */
+	return p;
+}
+
+static void setup(void)
+{
+	size_t len = npages * PG;
+	char *p;
+
+	reg[R_ANON] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Huge page aligned, so that the kernel can back it with THP. */
+	p = mmap(NULL, len + HPAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		reg[R_THP] = (char *)(((uintptr_t)p + HPAGE - 1) & ~(HPAGE - 1));
+		madvise(reg[R_THP], len, MADV_HUGEPAGE);
+	}
+	reg[R_SPARSE] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	reg[R_SHARED] = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (reg[R_ANON] == MAP_FAILED || p == MAP_FAILED || reg[R_SPARSE] == MAP_FAILED ||
+	    reg[R_SHARED] == MAP_FAILED)
+		wl_die("mmap");
+	reg[R_FILE] = map_file();
+	apply(0);
+}
+
+/* Wait for DIR/NAME.child to say @k (any number if @k < 0); return the number. */
+static long wait_child(const char *name, long k)
+{
+	char path[4096], buf[32];
+	int fd, n, tries;
+	long v;
+
+	snprintf(path, sizeof(path), "%s/%s.child", dir, name);
+	for (tries = 0; tries < 60000; tries++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				v = strtol(buf, NULL, 10);
+				if (k < 0 || v == k)
+					return v;
+			}
+		}
+		usleep(1000);
+	}
+	exit(4);
+}
+
+static pid_t host_pid(void)
+{
+	char buf[32];
+	ssize_t n;
+
+	/* /proc is the host's (no --mount-proc): /proc/self names our host pid. */
+	n = readlink("/proc/self", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return getpid();
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+int main(int argc, char **argv)
+{
+	sigset_t set;
+	pid_t child;
+	int sig, status;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: criu_wl DIR [PAGES]\n");
+		return 2;
+	}
+	dir = argv[1];
+	npages = argc > 2 ? strtoul(argv[2], NULL, 0) : 2048;
+	if (!npages)
+		return 2;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	setup();
+	child = fork();
+	if (child < 0)
+		wl_die("fork");
+	if (!child) {
+		is_child = true;
+		answer("ready", "%d\n", host_pid());
+	} else {
+		answer("ready", "%d %ld\n", host_pid(), wait_child("ready", -1));
+	}
+
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig == SIGUSR1) {
+			step++;
+			apply(step);
+			if (!is_child) {
+				kill(child, SIGUSR1);
+				wait_child("step", step);
+			}
+			answer("step", "%u\n", step);
+		} else if (sig == SIGUSR2) {
+			int bad = 0;
+
+			if (is_child)
+				return verify();
+			/* The child answers first: DIR/verify is the last file written. */
+			kill(child, SIGUSR2);
+			if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+			    WEXITSTATUS(status))
+				bad = 1;
+			if (verify())
+				return 1;
+			if (bad)
+				answer("verify", "bad child %u\n", step);
+			return bad;
+		}
+	}
+}
