@@ -624,3 +624,21 @@ def test_holder_socket_is_private(wl):
     assert st.st_mode & 0o777 == 0o700
     st = os.stat(f"/run/uffdwp/{w.pid}.sock")
     assert st.st_mode & 0o077 == 0
+
+
+def test_many_regions_in_one_walk(wl):
+    """Regression: more than 512 separate written regions. The kernel may
+    return with walk_end short of the end while the vector is not full;
+    the scan must go on to the end and lose none of them."""
+    w = wl()
+    pages = 8192
+    addr, length = w.map(1, "anon", pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    t = Tracked(w)
+    t.round()
+    for first in range(0, pages, 2):
+        w.cmd(f"write 1 {first} 1 {first % 250 + 2}")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == pages // 2
+    ranges = [r for r in task_ranges(rep, w.pid) if addr <= r[0] < addr + length]
+    assert len(ranges) == pages // 2
