@@ -38,7 +38,7 @@ static const char img_usage[] =
     "  flatten DIR --to OUT\n"
     "                      write the chain as plain CRIU pagemap-*.img and pages-*.img\n"
     "\n"
-    "OPTS: --level N (zstd, default 1), --frame-size BYTES (default 64K), --threads N\n";
+    "OPTS: --level N (zstd, default -1), --frame-size BYTES (default 64K), --threads N\n";
 
 static const char write_usage[] =
     "usage: uffdwp img write --to DIR [--parent DIR] [OPTS] --spec FILE\n"

@@ -48,7 +48,7 @@ static const char snap_usage[] =
     "  -D, --dir DIR        the new image (created; must not hold one)\n"
     "  --parent DIR         the previous image of the chain: write a delta\n"
     "  --tree               the descendants too\n"
-    "  --level N            zstd level (default 1)\n"
+    "  --level N            zstd level (default -1)\n"
     "  --frame-size B       raw bytes per frame (default 64K)\n"
     "  --threads N          compression threads (default 1)\n"
     "  --json               print the summary as JSON\n"

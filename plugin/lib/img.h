@@ -43,8 +43,12 @@
 
 #define UFFDWP_IMG_PAGE_SIZE  4096u
 #define UFFDWP_IMG_PAGE_SHIFT 12
-/* Defaults and limits of the options. */
-#define UFFDWP_IMG_DEF_LEVEL   1
+/*
+ * Defaults and limits of the options. Level -1 against 1, on the memory of
+ * a Python process here: 4 % larger, 20 % faster to write, 30 % faster to
+ * read back; still 1.5 times smaller than lz4 (scripts/bench-img).
+ */
+#define UFFDWP_IMG_DEF_LEVEL   -1
 #define UFFDWP_IMG_DEF_FRAME   (64u << 10)
 #define UFFDWP_IMG_MAX_FRAME   (16u << 20)
 #define UFFDWP_IMG_MAX_THREADS 16
