@@ -1273,6 +1273,13 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 	return 0;
 
 err_free:
+	/*
+	 * Some tasks may have been scanned, their written pages re-protected
+	 * and the news of them now dropped here: every task starts over whole
+	 * at the next scan. A false positive, never a lost write.
+	 */
+	for (i = 0; i < t->nr_tasks; i++)
+		t->tasks[i].fresh = true;
 	if (st) {
 		for (i = 0; i < rep->nr_tasks; i++) {
 			uffdwp_maps__fini(&st[i].maps);

@@ -110,9 +110,9 @@ int uffdwp_tracker__adopt(struct uffdwp_tracker *t, pid_t pid, int uffd, int pag
 /*
  * Scan every task: follow tree changes, register what is new, collect and
  * re-protect written pages. Returns 0 and a report to free with
- * uffdwp_report__free(), or -errno on a failure that touched nothing
- * (-ENOMEM). Per-task trouble never fails the scan: it turns into dirty
- * ranges with notes.
+ * uffdwp_report__free(), or -errno (-ENOMEM, or a /proc read failing);
+ * after a failed scan the next one reports every task whole. Per-task
+ * trouble never fails the scan: it turns into dirty ranges with notes.
  */
 int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out);
 
