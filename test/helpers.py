@@ -108,6 +108,12 @@ def kill_tree(pid):
             pass
 
 
+def holder_file(pid, kind):
+    """The path of the holder's 'sock', 'lock' or 'log' file for pid."""
+    ino = os.stat("/proc/self/ns/pid").st_ino
+    return f"/run/uffdwp/{ino}-{pid}.{kind}"
+
+
 def stop_holder(pid):
     """Stop a holder for pid if one runs; tests call this in finally."""
     subprocess.run([UFFDWP, "track", "stop", "-t", str(pid)], capture_output=True,

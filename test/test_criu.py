@@ -88,7 +88,7 @@ def _log_tail(path, n=25):
 
 
 def _holder_pid(root):
-    s = _read(os.path.join(RUN_DIR, f"{root}.lock"))
+    s = _read(os.path.join(RUN_DIR, f"{os.stat('/proc/self/ns/pid').st_ino}-{root}.lock"))
     try:
         pid = int(s.split()[0]) if s else 0
     except ValueError:

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from helpers import (PAGE, UFFDWP, check_no_false_negative, descendants, frozen, in_ranges,
+from helpers import (PAGE, UFFDWP, check_no_false_negative, descendants, frozen, holder_file,
+                     in_ranges,
                      read_maps, snapshot, task_ranges, uffdwp)
 
 pytestmark = pytest.mark.timeout(120)
@@ -611,8 +612,8 @@ def test_holder_exits_with_its_tasks(wl):
     w.proc.wait(timeout=10)
     assert _holder_gone(w.pid)
     time.sleep(0.2)
-    assert not os.path.exists(f"/run/uffdwp/{w.pid}.lock"), "lock file left behind"
-    assert not os.path.exists(f"/run/uffdwp/{w.pid}.sock"), "socket left behind"
+    assert not os.path.exists(holder_file(w.pid, "lock")), "lock file left behind"
+    assert not os.path.exists(holder_file(w.pid, "sock")), "socket left behind"
     assert not os.path.exists(f"/proc/{st['holder_pid']}/status") or \
         open(f"/proc/{st['holder_pid']}/status").read().find("State:\tZ") >= 0
 
@@ -622,7 +623,7 @@ def test_holder_socket_is_private(wl):
     uffdwp("track", "start", "-t", w.pid)
     st = os.stat("/run/uffdwp")
     assert st.st_mode & 0o777 == 0o700
-    st = os.stat(f"/run/uffdwp/{w.pid}.sock")
+    st = os.stat(holder_file(w.pid, "sock"))
     assert st.st_mode & 0o077 == 0
 
 

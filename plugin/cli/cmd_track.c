@@ -262,9 +262,10 @@ static int lost_report(pid_t pid, struct uffdwp_report **out)
 	return 0;
 }
 
+/* No holder answers for this process (-ESRCH: it answered for another one). */
 static bool holder_gone(int err)
 {
-	return err == -ENOENT || err == -ECONNREFUSED || err == -ECONNRESET;
+	return err == -ENOENT || err == -ECONNREFUSED || err == -ECONNRESET || err == -ESRCH;
 }
 
 static int track_start(struct track_args *a)
@@ -274,8 +275,10 @@ static int track_start(struct track_args *a)
 	    .idle_timeout_s = a->idle_timeout,
 	};
 	struct uffdwp_holder_status st;
+	char sock[108];
 	int holder;
 
+	uffdwp_holder_path(a->pid, "sock", sock, sizeof(sock));
 	holder = uffdwp_holder_spawn(&o);
 	if (holder < 0) {
 		if (holder != -EBUSY)
@@ -289,8 +292,8 @@ static int track_start(struct track_args *a)
 		printf("{\"pid\": %d, \"holder_pid\": %d, \"tasks\": %u, \"tree\": %s}\n", a->pid,
 		       holder, st.nr_tasks, a->tree ? "true" : "false");
 	else
-		printf("tracking %d%s: %u task(s), holder pid %d, socket " UFFDWP_SOCK_FMT "\n",
-		       a->pid, a->tree ? " and its descendants" : "", st.nr_tasks, holder, a->pid);
+		printf("tracking %d%s: %u task(s), holder pid %d, socket %s\n", a->pid,
+		       a->tree ? " and its descendants" : "", st.nr_tasks, holder, sock);
 	return 0;
 }
 

@@ -357,12 +357,24 @@ static int run_dir_prepare(void)
 	return 0;
 }
 
+int uffdwp_holder_path(pid_t pid, const char *kind, char *buf, size_t len)
+{
+	struct stat ns;
+	int n;
+
+	/* Without /proc, namespace 0: a name no namespace can share by mistake. */
+	if (stat("/proc/self/ns/pid", &ns))
+		ns.st_ino = 0;
+	n = snprintf(buf, len, UFFDWP_HOLDER_FILE_FMT, (unsigned long)ns.st_ino, pid, kind);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 int uffdwp_holder_running(pid_t pid)
 {
 	char path[108], buf[32];
 	int fd, n, holder = 0;
 
-	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, pid);
+	uffdwp_holder_path(pid, "lock", path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -453,6 +465,15 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 	err = msg_recv_fds(cfd, &type, &in, fds);
 	if (err)
 		goto out;
+	/*
+	 * The pid we were started for now names another process: whoever asks
+	 * about it must not get our answers.
+	 */
+	if (uffdwp_proc_start_time(o->track.pid) != o->root_start) {
+		holder_reply_err(cfd, -ESRCH);
+		quit = 1;
+		goto out;
+	}
 	switch (type) {
 	case REQ_SCAN:
 		err = uffdwp_tracker__scan(*tp, &rep);
@@ -541,7 +562,7 @@ static int holder_listen(pid_t pid)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, err;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), UFFDWP_SOCK_FMT, pid);
+	uffdwp_holder_path(pid, "sock", sa.sun_path, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -583,14 +604,14 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	}
 	if (err) {
 		uffdwp_tracker__stop(t, false, NULL);
-		snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, o->track.pid);
+		uffdwp_holder_path(o->track.pid, "lock", path, sizeof(path));
 		unlink(path);
 		write_all(notify, &err, sizeof(err));
 		_exit(1);
 	}
 
 	/* From here on nobody reads our stderr: log to a file. */
-	snprintf(path, sizeof(path), UFFDWP_LOG_FMT, o->track.pid);
+	uffdwp_holder_path(o->track.pid, "log", path, sizeof(path));
 	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (logfd >= 0) {
 		dup2(logfd, STDOUT_FILENO);
@@ -634,7 +655,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 			break;
 		}
 	}
-	snprintf(path, sizeof(path), UFFDWP_SOCK_FMT, o->track.pid);
+	uffdwp_holder_path(o->track.pid, "sock", path, sizeof(path));
 	unlink(path);
 	uffdwp_tracker__stop(t, false, NULL);
 	close(lfd);
@@ -643,10 +664,10 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	 * starter that opened it just before takes it and finds the socket
 	 * gone, as if it came after us), the log only if nothing was said.
 	 */
-	snprintf(path, sizeof(path), UFFDWP_LOG_FMT, o->track.pid);
+	uffdwp_holder_path(o->track.pid, "log", path, sizeof(path));
 	if (!stat(path, &st) && !st.st_size)
 		unlink(path);
-	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, o->track.pid);
+	uffdwp_holder_path(o->track.pid, "lock", path, sizeof(path));
 	unlink(path);
 	close(lockfd);
 	_exit(0);
@@ -654,18 +675,22 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 
 int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 {
+	struct uffdwp_holder_opts o;
 	char path[108], buf[32];
 	int lockfd, p[2], err, n, res = -EIO;
 	pid_t child;
 
-	if (kill(opts->track.pid, 0) && errno == ESRCH) {
+	o = *opts;
+	o.root_start = uffdwp_proc_start_time(opts->track.pid);
+	if (!o.root_start) {
 		pr_err("no process %d\n", opts->track.pid);
 		return -ESRCH;
 	}
+	opts = &o;
 	err = run_dir_prepare();
 	if (err)
 		return err;
-	snprintf(path, sizeof(path), UFFDWP_LOCK_FMT, opts->track.pid);
+	uffdwp_holder_path(opts->track.pid, "lock", path, sizeof(path));
 	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lockfd < 0) {
 		err = -errno;
@@ -730,7 +755,7 @@ static int client_call_fds(pid_t pid, uint32_t type, const struct buf *req, cons
 	uint32_t rtype;
 	int fd, err;
 
-	snprintf(sa.sun_path, sizeof(sa.sun_path), UFFDWP_SOCK_FMT, pid);
+	uffdwp_holder_path(pid, "sock", sa.sun_path, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;

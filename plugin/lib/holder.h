@@ -18,15 +18,19 @@
 
 #include "tracker.h"
 
-#define UFFDWP_RUN_DIR	      "/run/uffdwp"
-#define UFFDWP_SOCK_FMT	      UFFDWP_RUN_DIR "/%d.sock"
-#define UFFDWP_LOCK_FMT	      UFFDWP_RUN_DIR "/%d.lock"
-#define UFFDWP_LOG_FMT	      UFFDWP_RUN_DIR "/%d.log"
-#define UFFDWP_IDLE_TIMEOUT_S 3600
+#define UFFDWP_RUN_DIR "/run/uffdwp"
+/*
+ * A holder's files are UFFDWP_RUN_DIR/<pid namespace inode>-<pid>.<kind>:
+ * the directory is shared by every pid namespace, and pid 78 in one is
+ * not pid 78 in another (zdtm runs each test as pid 78 of its own).
+ */
+#define UFFDWP_HOLDER_FILE_FMT UFFDWP_RUN_DIR "/%lu-%d.%s"
+#define UFFDWP_IDLE_TIMEOUT_S  3600
 
 struct uffdwp_holder_opts {
 	struct uffdwp_tracker_opts track;
 	unsigned int idle_timeout_s; /* 0: never */
+	uint64_t root_start;	     /* set by spawn: the root's start time, to tell pid reuse */
 };
 
 #define UFFDWP_HOLDER_TAG_LEN 32
@@ -69,6 +73,12 @@ int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag);
 int uffdwp_holder_adopt(pid_t pid, pid_t task, int uffd, int pagemap_fd);
 int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st);
 int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats);
+
+/*
+ * The path of the holder file of @kind ("sock", "lock", "log") for @pid as
+ * the caller's pid namespace numbers it. Returns 0 or -errno.
+ */
+int uffdwp_holder_path(pid_t pid, const char *kind, char *buf, size_t len);
 
 /*
  * Whether a holder for @pid is alive, by its lock: returns the holder's pid,
