@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #define LOG_PREFIX "criu: "
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -24,13 +26,17 @@ static struct {
 	bool begun;		     /* the holder was looked for in this run */
 	bool holder;		     /* a holder serves root */
 	bool trusted;		     /* its committed state is that of our parent images */
+	bool foreign;		     /* root's holder files belong to another pid namespace */
 	struct uffdwp_report *rep;   /* latest scan of this run, NULL if none */
 	struct cr_mem_range *ranges; /* answer buffer of dirty() */
 	size_t cap;
 } run;
 
+static void moff_reset(void);
+
 void uffdwp_criu_track__reset(void)
 {
+	moff_reset();
 	uffdwp_report__free(run.rep);
 	free(run.ranges);
 	memset(&run, 0, sizeof(run));
@@ -72,6 +78,43 @@ static int parent_id(int img_dir, uint8_t id[UFFDWP_HOLDER_TAG_LEN])
 }
 
 /*
+ * The run directory is shared by all pid namespaces. The holder's files
+ * carry the namespace in their names, and a holder refuses requests once
+ * its root pid names another process; this check stays as a second line:
+ * the holder is ours only if we can see it, in our pid namespace, with
+ * the lock file open. (zdtm runs every test as pid 78 of its own
+ * namespace: a holder taken for another tree's would lose writes.)
+ */
+static bool holder_is_ours(pid_t holder)
+{
+	char path[108];
+	struct stat self_ns, ns, lock, st;
+	struct dirent *de;
+	bool ours = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", holder);
+	if (holder <= 1 || stat("/proc/self/ns/pid", &self_ns) || stat(path, &ns) ||
+	    self_ns.st_dev != ns.st_dev || self_ns.st_ino != ns.st_ino)
+		return false;
+	if (uffdwp_holder_path(run.root, "lock", path, sizeof(path)) || stat(path, &lock))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/fd", holder);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (!ours && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		/* Follows the link: the open file itself. */
+		ours = !fstatat(dirfd(d), de->d_name, &st, 0) && st.st_dev == lock.st_dev &&
+		       st.st_ino == lock.st_ino;
+	}
+	closedir(d);
+	return ours;
+}
+
+/*
  * First hook of the run: find the holder and, if there is one, scan while
  * the tasks are frozen. Tracking is trusted only if what the holder last
  * committed is what the parent images hold.
@@ -90,6 +133,13 @@ static int begin(void)
 	err = uffdwp_holder_running(run.root);
 	if (err <= 0) {
 		pr_info("no holder tracks %d: all its memory counts as written\n", run.root);
+		return 0;
+	}
+	if (!holder_is_ours(err)) {
+		pr_warn("the holder for %d (%s) is not in our pid namespace: "
+			"memory is not tracked, all of it counts as written\n",
+			run.root, UFFDWP_RUN_DIR);
+		run.foreign = true;
 		return 0;
 	}
 	err = uffdwp_holder_status(run.root, &st);
@@ -221,6 +271,8 @@ int uffdwp_criu_track__task(struct cr_plugin_remote *r)
 	err = begin();
 	if (err)
 		return err;
+	if (run.foreign)
+		return -ENOTSUP; /* another namespace's holder has our root's files */
 
 	tr = task_report(r->pid);
 	if (tr && tr->tracked_bytes &&
@@ -273,6 +325,106 @@ static int ranges_reserve(size_t n)
 	run.ranges = p;
 	run.cap = n;
 	return 0;
+}
+
+struct map_off {
+	uint64_t start, off;
+};
+
+/* File offsets of one task's mappings, from /proc/PID/maps, by start. */
+static struct {
+	pid_t pid;
+	struct map_off *v;
+	size_t nr;
+} moff;
+
+static void moff_reset(void)
+{
+	free(moff.v);
+	memset(&moff, 0, sizeof(moff));
+}
+
+/* The tasks are frozen while CRIU asks: their maps do not change meanwhile. */
+static int moff_load(pid_t pid)
+{
+	char path[64], line[512];
+	unsigned long long s, e, off;
+	size_t cap = 0;
+	FILE *f;
+
+	if (moff.pid == pid)
+		return 0;
+	moff_reset();
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		/* A line longer than the buffer: the rest is its path, skip it. */
+		bool whole = strchr(line, '\n') != NULL;
+
+		if (sscanf(line, "%llx-%llx %*s %llx", &s, &e, &off) == 3) {
+			if (moff.nr == cap) {
+				struct map_off *v =
+				    realloc(moff.v, (cap ? 2 * cap : 256) * sizeof(*v));
+
+				if (!v) {
+					fclose(f);
+					moff_reset();
+					return -ENOMEM;
+				}
+				moff.v = v;
+				cap = cap ? 2 * cap : 256;
+			}
+			moff.v[moff.nr].start = s;
+			moff.v[moff.nr].off = off;
+			moff.nr++;
+		}
+		while (!whole && fgets(line, sizeof(line), f))
+			whole = strchr(line, '\n') != NULL;
+	}
+	fclose(f);
+	moff.pid = pid;
+	return 0;
+}
+
+/*
+ * Where the pages of the file mapping @start-@end stop being backed by its
+ * file: @end for anything else. Pages past the end of the file cannot be
+ * touched (SIGBUS), so they hold nothing to dump; but protection with
+ * UFFD_FEATURE_WP_UNPOPULATED puts uffd-wp markers there too, which the
+ * tracker reports as changed file pages and pagemap as swapped ones: CRIU
+ * would collect them and the parasite's vmsplice() fails with EFAULT
+ * ("Can't splice all pages to pipe", zdtm shmemfd-priv).
+ */
+static uint64_t file_backed_end(pid_t pid, uint64_t start, uint64_t end)
+{
+	char path[96];
+	uint64_t size, lim;
+	size_t lo, hi;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", pid, (unsigned long long)start,
+		 (unsigned long long)end);
+	if (stat(path, &st) || !S_ISREG(st.st_mode))
+		return end; /* anonymous (no entry), or not a regular file */
+	if (moff_load(pid))
+		return end;
+	lo = 0;
+	hi = moff.nr;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (moff.v[mid].start < start)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == moff.nr || moff.v[lo].start != start)
+		return end;
+	size = ((uint64_t)st.st_size + PAGE_SZ - 1) & ~(PAGE_SZ - 1);
+	lim = size > moff.v[lo].off ? start + (size - moff.v[lo].off) : start;
+	return lim < end ? lim : end;
 }
 
 int uffdwp_criu_track__dirty(pid_t pid, uint64_t start, uint64_t end,
@@ -329,6 +481,14 @@ int uffdwp_criu_track__dirty(pid_t pid, uint64_t start, uint64_t end,
 		run.ranges[n].start = s;
 		run.ranges[n].end = e;
 		n++;
+	}
+	if (n) {
+		uint64_t lim = file_backed_end(pid, start, end);
+
+		while (n && run.ranges[n - 1].start >= lim)
+			n--;
+		if (n && run.ranges[n - 1].end > lim)
+			run.ranges[n - 1].end = lim;
 	}
 	*ranges = run.ranges;
 	*nr = n;
