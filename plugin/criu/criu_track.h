@@ -59,4 +59,14 @@ int uffdwp_criu_log_fd(void);
 /* Forget the run's state (also done by finish). */
 void uffdwp_criu_track__reset(void);
 
+/* The plugin's name, in the inventory of images that need it. */
+#define UFFDWP_CRIU_PLUGIN_NAME "uffdwp"
+
+/* Page data as compressed page files (criu_pages.c, PAGES_OPEN). */
+void uffdwp_criu_pages__init(int stage);
+void uffdwp_criu_pages__fini(void);
+#if CRIU_PLUGIN_VERSION >= CRIU_PLUGIN_GEN_VERSION(0, 4, 0)
+int uffdwp_criu_pages__open(int dir_fd, uint32_t pages_id, int flags, struct cr_pages_io *io);
+#endif
+
 #endif /* UFFDWP_CRIU_TRACK_H__ */

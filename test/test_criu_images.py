@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: GPL-2.0
+"""CRIU with compressed page data (--plugin-pages, PAGES_OPEN), end to end.
+
+The criu_wl tree of test_criu.py gets 0..3 pre-dumps and a dump with
+--uffd-wp-track --plugin-pages: every pages-<id>.img becomes
+uffdwp-pages-<id>.zst (zstd frames, seek table, CRC32C). The chain is
+restored eagerly, lazily (criu lazy-pages) and lazily from a page server;
+the restored tree checks every page itself. Needs a CRIU with the
+page-data hook (criu-patches-next/, plugin ABI 0.4.0) and the plugin built
+against it; skips otherwise.
+"""
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from test_criu import Tree, _free_port, _log_tail, _read, _wait_for, criu, plugdir  # noqa: F401
+
+pytestmark = pytest.mark.timeout(240)
+
+ZST = "uffdwp-pages-"
+
+
+@pytest.fixture(scope="session")
+def criu_img(criu):
+    with open(criu, "rb") as f:
+        if b"plugin-pages" not in f.read():
+            pytest.skip(f"{criu} has no --plugin-pages (page-data hook, criu-patches-next/)")
+    from test_criu import PLUGIN
+    with open(PLUGIN, "rb") as f:
+        if b"uffdwp-pages-%u.zst" not in f.read():
+            pytest.skip(f"{PLUGIN} was built without the page-data hook (CRIU_INCLUDE "
+                        "of a CRIU with plugin ABI 0.4.0)")
+    return criu
+
+
+class ImgTree(Tree):
+    """A Tree whose images are compressed and that restores eagerly or lazily."""
+
+    def __init__(self, *a, raw=False, **kw):
+        super().__init__(*a, **kw)
+        self.raw = raw
+        self.helpers = []
+
+    def run_criu(self, action, name, parent=None, extra=(), check=True, raw=None):
+        raw = self.raw if raw is None else raw
+        env_raw = os.environ.get("UFFDWP_CRIU_IMAGES")
+        if raw:
+            os.environ["UFFDWP_CRIU_IMAGES"] = "raw"
+        try:
+            return super().run_criu(action, name, parent, ("--plugin-pages",) + tuple(extra),
+                                    check)
+        finally:
+            if env_raw is None:
+                os.environ.pop("UFFDWP_CRIU_IMAGES", None)
+            else:
+                os.environ["UFFDWP_CRIU_IMAGES"] = env_raw
+
+    def _daemon(self, cmd, d, log):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"{' '.join(cmd)}: exit {r.returncode}\n{_log_tail(d / log)}"
+
+    def restore(self, name, lazy=None, libdir=True, check=True):
+        """@lazy: None (eager), "local" (criu lazy-pages) or "remote" (via a page server)."""
+        d = self.base / name
+        pidfile = self.base / "restored.pid"
+        if pidfile.exists():
+            pidfile.unlink()
+        lib = ["-L", self.plugdir] if libdir else []
+        if lazy == "remote":
+            port = _free_port()
+            self._daemon([self.criu, "page-server", "-D", str(d), "--lazy-pages", "--port",
+                          str(port), "-d", "-v4", "-o", "page-server.log",
+                          "--pidfile", str(self.base / "ps.pid")] + lib, d, "page-server.log")
+            self.helpers.append(self.base / "ps.pid")
+            self._daemon([self.criu, "lazy-pages", "-D", str(d), "--page-server", "--address",
+                          "127.0.0.1", "--port", str(port), "-d", "-v4", "-o", "lazy-pages.log",
+                          "--pidfile", str(self.base / "lp.pid")] + lib, d, "lazy-pages.log")
+            self.helpers.append(self.base / "lp.pid")
+        elif lazy == "local":
+            self._daemon([self.criu, "lazy-pages", "-D", str(d), "-d", "-v4", "-o",
+                          "lazy-pages.log", "--pidfile", str(self.base / "lp.pid")] + lib,
+                         d, "lazy-pages.log")
+            self.helpers.append(self.base / "lp.pid")
+        cmd = [self.criu, "restore", "-D", str(d), "-d", "--pidfile", str(pidfile),
+               "-v4", "-o", "restore.log"] + lib
+        if lazy:
+            cmd.append("--lazy-pages")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        if check:
+            assert r.returncode == 0, f"restore: exit {r.returncode}\n" + "\n".join(
+                _log_tail(d / f) for f in ("restore.log", "lazy-pages.log", "page-server.log")
+                if (d / f).exists())
+            self.restored = int(_read(pidfile))
+        return r, _read(d / "restore.log") or ""
+
+    def kill_restored(self):
+        if self.restored:
+            from helpers import kill_tree
+            kill_tree(self.restored)
+            self.restored = None
+
+    def close(self):
+        super().close()
+        for pf in self.helpers:
+            s = _read(pf)
+            if s and s.strip().isdigit():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(s), signal.SIGKILL)
+
+
+@pytest.fixture
+def itree(criu_img, plugdir, tmp_path):
+    made = []
+
+    def make(sub=None, **kw):
+        base = tmp_path
+        if sub:
+            base = tmp_path / sub
+            base.mkdir()
+        t = ImgTree(criu_img, plugdir, base, **kw)
+        made.append(t)
+        return t
+    yield make
+    for t in made:
+        t.close()
+
+
+def _sizes(d):
+    """(raw pages-*.img bytes, compressed uffdwp-pages-*.zst bytes) of one images dir."""
+    raw = zst = 0
+    for f in os.listdir(d):
+        if f.startswith("pages-"):
+            raw += os.path.getsize(os.path.join(d, f))
+        elif f.startswith(ZST):
+            zst += os.path.getsize(os.path.join(d, f))
+    return raw, zst
+
+
+def _migrate(t, predumps, raw_at=()):
+    parent = None
+    for i in range(predumps):
+        _, d, _ = t.run_criu("pre-dump", f"pre{i}", parent, raw=True if i in raw_at else None)
+        parent = d.name
+        t.do_step()
+    _, d, log = t.run_criu("dump", "dump", parent, raw=True if predumps in raw_at else None)
+    return d, log
+
+
+def _verify(t):
+    parent, child = t.verify(t.restored)
+    assert parent == f"ok {t.step}" and child == f"ok {t.step}", (parent, child)
+
+
+def _report(name, pairs):
+    raw = sum(p[0] for p in pairs)
+    zst = sum(p[1] for p in pairs)
+    print(f"\n{name}: raw {raw} bytes, compressed {zst} bytes"
+          + (f", ratio {raw / zst:.2f}" if zst else ""))
+
+
+@pytest.mark.parametrize("predumps", [0, 1, 2, 3])
+@pytest.mark.parametrize("lazy", [None, "local"], ids=["eager", "lazy"])
+def test_compressed_chain(itree, predumps, lazy):
+    t = itree()
+    d, _ = _migrate(t, predumps)
+    for x in t.dumps:
+        raw, zst = _sizes(x)
+        assert raw == 0 and zst > 0, (x, raw, zst)
+    r, log = t.restore(d.name, lazy=lazy)
+    _verify(t)
+    if lazy:
+        # Lazy pages came out of the compressed chain through the plugin.
+        lp = _read(d / "lazy-pages.log") or ""
+        assert "Read page from plugin" in lp, _log_tail(d / "lazy-pages.log")
+        assert "uffdwp: criu: pages image" in lp
+
+
+def test_sizes_compressed_vs_raw(itree):
+    """The same migration written raw and compressed: both restore, sizes reported."""
+    sizes = {}
+    for raw in (True, False):
+        t = itree(sub="raw" if raw else "zst", raw=raw)
+        d, _ = _migrate(t, 2)
+        sizes[raw] = [_sizes(x) for x in t.dumps]
+        t.restore(d.name)
+        _verify(t)
+        t.close()
+    raw_total = sum(r for r, _ in sizes[True])
+    zst_total = sum(z for _, z in sizes[False])
+    assert sum(z for _, z in sizes[True]) == 0 and sum(r for r, _ in sizes[False]) == 0
+    print(f"\ncriu_wl, 2 pre-dumps + dump: CRIU raw {raw_total} bytes, "
+          f"compressed {zst_total} bytes ({raw_total / zst_total:.2f}x)")
+    print("  per layer raw:", [r for r, _ in sizes[True]], "compressed:",
+          [z for _, z in sizes[False]])
+    # criu_wl fills its memory with per-page patterns that compress a little.
+    assert zst_total < raw_total
+
+
+@pytest.mark.parametrize("raw_at", [(0,), (1,), (2,)], ids=["raw-base", "raw-middle", "raw-top"])
+@pytest.mark.parametrize("lazy", [None, "local"], ids=["eager", "lazy"])
+def test_mixed_chain(itree, raw_at, lazy):
+    """A chain mixing CRIU's raw layers and compressed ones restores."""
+    t = itree()
+    d, _ = _migrate(t, 2, raw_at=raw_at)
+    for i, x in enumerate(t.dumps):
+        raw, zst = _sizes(x)
+        assert (raw > 0 and zst == 0) if i in raw_at else (raw == 0 and zst > 0), (x, raw, zst)
+    t.restore(d.name, lazy=lazy)
+    _verify(t)
+
+
+def test_missing_plugin(itree):
+    """Compressed images name the plugin in the inventory: restore without it refuses."""
+    t = itree()
+    d, _ = _migrate(t, 1)
+    r, log = t.restore(d.name, libdir=False, check=False)
+    assert r.returncode != 0
+    assert "Missing required plugin: uffdwp" in log, log[-2000:]
+    # A dump standing on a compressed parent needs the plugin even if it wrote raw.
+    t.close()
+    t2 = itree(sub="t2")
+    d2, _ = _migrate(t2, 1, raw_at=(1,))
+    r, log = t2.restore(d2.name, libdir=False, check=False)
+    assert r.returncode != 0 and "Missing required plugin: uffdwp" in log
+
+
+def _corrupt(path, where):
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        if where == "frame":
+            f.seek(size // 3)
+            b = f.read(1)
+            f.seek(size // 3)
+            f.write(bytes([b[0] ^ 0x5a]))
+        elif where == "table":
+            f.seek(size - 20)
+            b = f.read(1)
+            f.seek(size - 20)
+            f.write(bytes([b[0] ^ 0x01]))
+        elif where == "truncated":
+            f.truncate(size // 2)
+
+
+def _largest_zst(d):
+    files = [f for f in os.listdir(d) if f.startswith(ZST)]
+    return os.path.join(d, max(files, key=lambda f: os.path.getsize(os.path.join(d, f))))
+
+
+@pytest.mark.parametrize("where", ["frame", "table", "truncated"])
+@pytest.mark.parametrize("layer", ["dump", "pre0"])
+def test_corrupt_refused(itree, where, layer):
+    """A damaged compressed layer: restore fails with a message naming the file, no crash."""
+    t = itree()
+    d, _ = _migrate(t, 1)
+    bad = _largest_zst(t.base / layer)
+    _corrupt(bad, where)
+    r, log = t.restore(d.name, check=False)
+    assert r.returncode != 0, "restore from a corrupt image succeeded"
+    assert r.returncode < 128 and "BUG" not in log, log[-3000:]
+    assert os.path.basename(bad) in log, log[-3000:]
+    assert ("checksum mismatch" in log or "seek table" in log or "too short" in log
+            or "cut short" in log), log[-3000:]
+    # The original tree was killed by the dump; nothing restored is left running.
+    t.restored = None
+
+
+@pytest.mark.parametrize("at", [0.33, 0.9])
+def test_corrupt_refused_lazy(itree, at):
+    """Lazy restore: a damaged frame is refused by the restore (pages it reads itself) or by
+    lazy-pages, which checks every frame when it opens the chain; never bad memory."""
+    t = itree()
+    d, _ = _migrate(t, 1)
+    bad = _largest_zst(t.base / "pre0")
+    size = os.path.getsize(bad)
+    with open(bad, "r+b") as f:
+        f.seek(int(size * at))
+        b = f.read(1)
+        f.seek(int(size * at))
+        f.write(bytes([b[0] ^ 0x5a]))
+    r, log = t.restore(d.name, lazy="local", check=False)
+    lp = _read(d / "lazy-pages.log") or ""
+    both = log + lp
+    assert "checksum mismatch" in both and os.path.basename(bad) in both, both[-3000:]
+    if r.returncode == 0:
+        # Restore got through before lazy-pages refused: the tree must not run on.
+        pid = int(_read(t.base / "restored.pid"))
+        t.restored = pid
+        os.kill(pid, signal.SIGUSR2)
+        _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                  (_read(f"/proc/{pid}/stat") or " x Z").split()[2] == "Z", "restored tree gone",
+                  30)
+        assert not _read(t.wl / "verify"), "restored tree ran on a damaged image"
+        t.restored = None
+
+
+@contextlib.contextmanager
+def _sysctl(name, value):
+    path = "/proc/sys/" + name.replace(".", "/")
+    old = _read(path).strip()
+    try:
+        if int(old) < int(value):
+            with open(path, "w") as f:
+                f.write(str(value))
+        yield
+    finally:
+        with open(path, "w") as f:
+            f.write(old)
+
+
+@pytest.mark.parametrize("predumps", [0, 2])
+def test_remote_lazy(itree, predumps):
+    """criu lazy-pages --page-server against a page server serving the compressed images."""
+    t = itree()
+    d, _ = _migrate(t, predumps)
+    # pipe_read_dest_init() asks for a 4 MiB pipe (criu-patches/HOOKS.md).
+    with _sysctl("fs.pipe-max-size", 4194304):
+        t.restore(d.name, lazy="remote")
+        _verify(t)
+    ps = _read(d / "page-server.log") or ""
+    assert "uffdwp: criu: pages image" in ps, _log_tail(d / "page-server.log")
