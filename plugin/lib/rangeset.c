@@ -167,6 +167,22 @@ bool uffdwp_rangeset__covers(const struct uffdwp_rangeset *rs, uint64_t start, u
 	return i < rs->nr && rs->r[i].start <= start && rs->r[i].end >= end;
 }
 
+bool uffdwp_rangeset__edge(const struct uffdwp_rangeset *rs, uint64_t a, uint64_t *edge)
+{
+	size_t i = rangeset_lower(rs, a + 1);
+
+	if (i == rs->nr)
+		return false;
+	if (rs->r[i].start <= a) {
+		if (rs->r[i].end < *edge)
+			*edge = rs->r[i].end;
+		return true;
+	}
+	if (rs->r[i].start < *edge)
+		*edge = rs->r[i].start;
+	return false;
+}
+
 uint64_t uffdwp_rangeset__bytes(const struct uffdwp_rangeset *rs)
 {
 	uint64_t sum = 0;

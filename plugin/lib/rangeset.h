@@ -46,6 +46,12 @@ int uffdwp_rangeset__remove(struct uffdwp_rangeset *rs, uint64_t start, uint64_t
 bool uffdwp_rangeset__overlaps(const struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
 /* Whether every byte of [start, end) is in the set. */
 bool uffdwp_rangeset__covers(const struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
+/*
+ * Whether @a is in the set; lowers *@edge to the next address where that
+ * answer changes, if that comes before it. Walking [a, end) with
+ * edge = end steps from one such boundary to the next.
+ */
+bool uffdwp_rangeset__edge(const struct uffdwp_rangeset *rs, uint64_t a, uint64_t *edge);
 /* Total bytes in the set. */
 uint64_t uffdwp_rangeset__bytes(const struct uffdwp_rangeset *rs);
 

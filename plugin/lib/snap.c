@@ -1085,31 +1085,6 @@ static int write_data(struct snap *s, struct sobj *ob, int which, uint64_t a, ui
 	return 0;
 }
 
-/* Whether @a is in @rs; lowers *@edge to where that changes, if sooner. */
-static bool rs_edge(const struct uffdwp_rangeset *rs, uint64_t a, uint64_t *edge)
-{
-	size_t lo = 0, hi = rs->nr;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (rs->r[mid].end <= a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == rs->nr)
-		return false;
-	if (rs->r[lo].start <= a) {
-		if (rs->r[lo].end < *edge)
-			*edge = rs->r[lo].end;
-		return true;
-	}
-	if (rs->r[lo].start < *edge)
-		*edge = rs->r[lo].start;
-	return false;
-}
-
 static int write_obj(struct snap *s, struct sobj *ob)
 {
 	size_t i;
@@ -1122,9 +1097,9 @@ static int write_obj(struct snap *s, struct sobj *ob)
 		while (a < e && !err) {
 			uint64_t b = e;
 
-			if (!rs_edge(&ob->data, a, &b))
+			if (!uffdwp_rangeset__edge(&ob->data, a, &b))
 				err = uffdwp_img_writer__add_parent(s->w, a, (b - a) / PG);
-			else if (rs_edge(&ob->fresh, a, &b))
+			else if (uffdwp_rangeset__edge(&ob->fresh, a, &b))
 				err = write_data(s, ob, STAGE_FROZEN, a, b);
 			else
 				err = write_data(s, ob, STAGE_COPY, a, b);

@@ -573,34 +573,6 @@ static int task_register(struct trk_task *tk, const struct uffdwp_vma *v, uint64
 			err == -EBUSY ? UFFDWP_R_FOREIGN_UFFD : UFFDWP_R_UNTRACKABLE, -err);
 }
 
-/*
- * Whether @a is inside @rs; lowers *@edge to where that answer changes
- * next, if that comes before it.
- */
-static bool rangeset_edge(const struct uffdwp_rangeset *rs, uint64_t a, uint64_t *edge)
-{
-	size_t lo = 0, hi = rs->nr;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (rs->r[mid].end <= a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == rs->nr)
-		return false;
-	if (rs->r[lo].start <= a) {
-		if (rs->r[lo].end < *edge)
-			*edge = rs->r[lo].end;
-		return true;
-	}
-	if (rs->r[lo].start < *edge)
-		*edge = rs->r[lo].start;
-	return false;
-}
-
 /* The ranges of @maps that are WPALLOWED: the mappings minus what is not. */
 static int list_wpallowed(struct trk_task *tk, const struct uffdwp_maps *maps, uint64_t lo,
 			  uint64_t hi, struct uffdwp_rangeset *out, uint64_t *failed_at)
@@ -685,8 +657,8 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 			bool in_w, in_ours;
 			uint64_t b = v->end;
 
-			in_w = rangeset_edge(&wpallowed, a, &b);
-			in_ours = rangeset_edge(&tk->ours, a, &b);
+			in_w = uffdwp_rangeset__edge(&wpallowed, a, &b);
+			in_ours = uffdwp_rangeset__edge(&tk->ours, a, &b);
 
 			if (in_w && !in_ours) {
 				int r = reg_range(tk->uffd, a, b);
@@ -734,7 +706,7 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 		rep->tracked_bytes += e - s;
 		while (s < e) {
 			uint64_t b = e;
-			bool fp = rangeset_edge(&file_priv, s, &b);
+			bool fp = uffdwp_rangeset__edge(&file_priv, s, &b);
 
 			err = pm_scan_inv(tk->pagemap_fd, s, b,
 					  PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
