@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include "holder.h"
+#include "io.h"
 #include "log.h"
 #include "procfs.h"
 
@@ -188,23 +189,6 @@ err_nomem:
 	return -ENOMEM;
 }
 
-static int write_all(int fd, const void *p, size_t len)
-{
-	const uint8_t *c = p;
-
-	while (len) {
-		ssize_t n = write(fd, c, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		c += n;
-		len -= n;
-	}
-	return 0;
-}
-
 static int read_all(int fd, void *p, size_t len)
 {
 	uint8_t *c = p;
@@ -249,7 +233,7 @@ static int msg_send_fds(int fd, uint32_t type, const struct buf *b, const int *f
 	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
 		return -errno ? -errno : -EIO;
 	if (b && b->len)
-		return write_all(fd, b->p, b->len);
+		return uffdwp_write_full(fd, b->p, b->len);
 	return 0;
 }
 
@@ -258,9 +242,9 @@ static int msg_send(int fd, uint32_t type, const struct buf *b)
 	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
 	int err;
 
-	err = write_all(fd, &h, sizeof(h));
+	err = uffdwp_write_full(fd, &h, sizeof(h));
 	if (!err && b && b->len)
-		err = write_all(fd, b->p, b->len);
+		err = uffdwp_write_full(fd, b->p, b->len);
 	return err;
 }
 
@@ -606,7 +590,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 		uffdwp_tracker__stop(t, false, NULL);
 		uffdwp_holder_path(o->track.pid, "lock", path, sizeof(path));
 		unlink(path);
-		write_all(notify, &err, sizeof(err));
+		uffdwp_write_full(notify, &err, sizeof(err));
 		_exit(1);
 	}
 
@@ -619,7 +603,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 		close(logfd);
 	}
 	err = 0;
-	write_all(notify, &err, sizeof(err));
+	uffdwp_write_full(notify, &err, sizeof(err));
 	close(notify);
 
 	while (!holder_quit) {

@@ -8,6 +8,7 @@
 #ifndef UFFDWP_IMG_ZSTD_H__
 #define UFFDWP_IMG_ZSTD_H__
 
+#include "io.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,10 +95,5 @@ static inline uint32_t uffdwp_get_le32(const uint8_t *p)
 {
 	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-
-/* write(2) all of @len or fail: returns 0 or -errno (-EIO for a zero write). */
-int uffdwp_write_full(int fd, const void *buf, size_t len);
-/* pread(2) all of @len: returns 0, -EIO for a short read, or -errno. */
-int uffdwp_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
 #endif /* UFFDWP_IMG_ZSTD_H__ */

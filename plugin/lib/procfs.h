@@ -35,6 +35,28 @@ struct uffdwp_vma {
 	char name[64]; /* the path or [name] from maps, shortened */
 };
 
+/*
+ * A shared memory object several page tables may map (shmem, memfd, SysV,
+ * shared hugetlb): a write through one of them shows in that one only.
+ */
+static inline bool uffdwp_vma_is_shared_obj(const struct uffdwp_vma *v)
+{
+	return (v->prot & UFFDWP_VMA_SHARED) &&
+	       (v->kind == UFFDWP_VMA_SHMEM || v->kind == UFFDWP_VMA_HUGETLB);
+}
+
+/* /proc/PID/pagemap entries. */
+#define UFFDWP_PM_PRESENT     (1ULL << 63)
+#define UFFDWP_PM_SWAP	      (1ULL << 62)
+#define UFFDWP_PM_SWP_TYPE(e) ((e)&0x1f)
+/*
+ * A uffd-wp PTE marker (Linux 5.19) is a swap entry of type SWP_PTE_MARKER,
+ * the last of the 32 types (MAX_SWAPFILES_SHIFT is 5): pagemap and
+ * PAGEMAP_SCAN call it swapped. The types between the swap devices and it
+ * are migration, hwpoison and device entries: a page is there.
+ */
+#define UFFDWP_PM_MARKER_TYPE 31
+
 struct uffdwp_maps {
 	struct uffdwp_vma *v;
 	size_t nr;

@@ -27,18 +27,6 @@
 #define PROGRESS_GAP  (16ULL << 20)
 #define DEF_FREEZE_MS 10000
 
-/* /proc/PID/pagemap entries. */
-#define PM_PRESENT     (1ULL << 63)
-#define PM_SWAP	       (1ULL << 62)
-#define PM_SWP_TYPE(e) ((e)&0x1f)
-/*
- * A uffd-wp PTE marker (Linux 5.19) is a swap entry of type SWP_PTE_MARKER,
- * the last of the 32 types (MAX_SWAPFILES_SHIFT is 5): pagemap and
- * PAGEMAP_SCAN call it swapped. The types between the swap devices and it
- * are migration, hwpoison and device entries: a page is there.
- */
-#define PM_MARKER_TYPE 31
-
 /* Where pages of an object sit in the staging file: [start, end) at @off. */
 struct srun {
 	uint64_t start;
@@ -410,8 +398,9 @@ static int add_unmarked(int pmfd, uint64_t start, uint64_t end, struct uffdwp_ra
 		for (k = 0; k < n; k++) {
 			uint64_t e = ent[k];
 
-			if (!(e & PM_PRESENT) &&
-			    (!(e & PM_SWAP) || PM_SWP_TYPE(e) == PM_MARKER_TYPE))
+			if (!(e & UFFDWP_PM_PRESENT) &&
+			    (!(e & UFFDWP_PM_SWAP) ||
+			     UFFDWP_PM_SWP_TYPE(e) == UFFDWP_PM_MARKER_TYPE))
 				continue;
 			err = uffdwp_rangeset__add(out, a + k * PG, a + (k + 1) * PG);
 			if (err)
@@ -426,8 +415,7 @@ int uffdwp_snap_vma_pages(int pagemap_fd, const struct uffdwp_vma *v, uint64_t s
 {
 	const uint64_t have = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
 	bool file_priv = v->kind == UFFDWP_VMA_FILE_PRIVATE;
-	bool shared = (v->prot & UFFDWP_VMA_SHARED) &&
-		      (v->kind == UFFDWP_VMA_SHMEM || v->kind == UFFDWP_VMA_HUGETLB);
+	bool shared = uffdwp_vma_is_shared_obj(v);
 	struct page_region vec[SCAN_VEC];
 	struct pm_scan_arg arg = {
 	    .size = sizeof(arg),

@@ -104,13 +104,6 @@ static bool vma_dumpable(const struct uffdwp_vma *v)
 	       v->kind == UFFDWP_VMA_SHMEM || v->kind == UFFDWP_VMA_HUGETLB;
 }
 
-/* Shared objects whose pages several page tables map. */
-static bool vma_is_shared_obj(const struct uffdwp_vma *v)
-{
-	return (v->prot & UFFDWP_VMA_SHARED) &&
-	       (v->kind == UFFDWP_VMA_SHMEM || v->kind == UFFDWP_VMA_HUGETLB);
-}
-
 static int note_add(struct uffdwp_task_report *rep, uint64_t start, uint64_t end,
 		    enum uffdwp_reason reason, int err)
 {
@@ -451,10 +444,12 @@ static int protect_anon(struct trk_task *tk, uint64_t start, uint64_t end)
 	return 0;
 }
 
-/* pagemap: swapped, and the swap type of the entry (5 bits). */
-#define PM_SWAP_BIT    (1ULL << 62)
-#define PM_SWP_TYPE(e) ((e)&0x1f)
-/* Types this high are no swap device: PTE markers, migration, hwpoison. */
+/*
+ * Swap types this high are no swap device: the PTE marker
+ * (UFFDWP_PM_MARKER_TYPE) and migration, hwpoison and device entries. The
+ * tracker takes them all for markers: a page in migration then counts as
+ * changed once, which is only a false positive.
+ */
 #define PM_SWP_NOT_DEVICE 24
 
 /*
@@ -489,12 +484,12 @@ static int scan_file_markers(struct trk_task *tk, uint64_t start, uint64_t end,
 				n = 64;
 			if (pread(tk->pagemap_fd, ent, n * 8, a / PAGE_SZ * 8) != (ssize_t)(n * 8))
 				for (k = 0; k < n; k++)
-					ent[k] = PM_SWAP_BIT | PM_SWP_NOT_DEVICE;
+					ent[k] = UFFDWP_PM_SWAP | PM_SWP_NOT_DEVICE;
 			for (k = 0; !err && k < n; k++) {
 				uint64_t pa = a + k * PAGE_SZ;
 
-				if (!(ent[k] & PM_SWAP_BIT) ||
-				    PM_SWP_TYPE(ent[k]) < PM_SWP_NOT_DEVICE)
+				if (!(ent[k] & UFFDWP_PM_SWAP) ||
+				    UFFDWP_PM_SWP_TYPE(ent[k]) < PM_SWP_NOT_DEVICE)
 					continue;
 				err = uffdwp_rangeset__add(markers, pa, pa + PAGE_SZ);
 				if (!err &&
@@ -679,7 +674,7 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 				err = uffdwp_rangeset__add(&ours_now, a, b);
 				if (!err && v->kind == UFFDWP_VMA_FILE_PRIVATE)
 					err = uffdwp_rangeset__add(&file_priv, a, b);
-				if (!err && vma_is_shared_obj(v))
+				if (!err && uffdwp_vma_is_shared_obj(v))
 					err = uffdwp_rangeset__add(&shared, a, b);
 			} else if (!err && !in_w) {
 				/* Ours before, not registered now: unmapped and mapped again. */
@@ -854,7 +849,7 @@ static int for_each_shared_vma(struct uffdwp_tracker *t, struct task_scan_state 
 			const struct uffdwp_vma *v = &st[i].maps.v[j];
 			struct shm_obj *o;
 
-			if (!vma_is_shared_obj(v))
+			if (!uffdwp_vma_is_shared_obj(v))
 				continue;
 			o = obj_get(t, v);
 			if (!o)
