@@ -233,7 +233,7 @@ static int msg_send_fds(int fd, uint32_t type, const struct buf *b, const int *f
 	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
 		return -errno ? -errno : -EIO;
 	if (b && b->len)
-		return uffdwp_write_full(fd, b->p, b->len);
+		return uffdwp_send_full(fd, b->p, b->len);
 	return 0;
 }
 
@@ -242,9 +242,9 @@ static int msg_send(int fd, uint32_t type, const struct buf *b)
 	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
 	int err;
 
-	err = uffdwp_write_full(fd, &h, sizeof(h));
+	err = uffdwp_send_full(fd, &h, sizeof(h));
 	if (!err && b && b->len)
-		err = uffdwp_write_full(fd, b->p, b->len);
+		err = uffdwp_send_full(fd, b->p, b->len);
 	return err;
 }
 
