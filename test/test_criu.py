@@ -218,6 +218,9 @@ def test_migrate(tree, predumps):
     if predumps:
         # The dump took only what the last step wrote from the tracker.
         assert "uffdwp: criu: scan gen" in log
+        # The tasks are killed after it: no commit, no sync while frozen.
+        assert "not committed" in log and "committed gen" not in log
+        assert not (d / "uffdwp-track.id").exists()
     _restore_and_verify(t, d)
 
 
@@ -349,6 +352,7 @@ def test_leave_running(tree):
     t.do_step()
     _, d1, log = t.run_criu("dump", "snap1", "pre0", extra=("--leave-running",))
     assert "uffdwp: criu: committed gen" in log
+    assert (d1 / "uffdwp-track.id").exists()
     t.do_step()
     _, d2, log = t.run_criu("dump", "dump", "snap1")
     assert "parent images are not the ones" not in log

@@ -77,10 +77,19 @@ static int uffdwp_mem_dirty_ranges(pid_t pid, uint64_t start, uint64_t end,
 	return uffdwp_criu_track__dirty(pid, start, end, ranges, nr);
 }
 
+#ifdef CR_MEM_TRACK_TASKS_END
+static int uffdwp_mem_track_finish(int status, unsigned int flags)
+{
+	return uffdwp_criu_track__finish(status, flags & CR_MEM_TRACK_TASKS_END,
+					 criu_get_image_dir());
+}
+#else
+/* A series without the flags: every successful run commits. */
 static int uffdwp_mem_track_finish(int status)
 {
-	return uffdwp_criu_track__finish(status, criu_get_image_dir());
+	return uffdwp_criu_track__finish(status, false, criu_get_image_dir());
 }
+#endif
 
 /* The one symbol CRIU looks up; everything else stays hidden (uffdwp_plugin.map). */
 extern cr_plugin_desc_t CR_PLUGIN_DESC __attribute__((visibility("default")));

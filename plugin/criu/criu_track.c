@@ -521,7 +521,7 @@ static int write_id(int img_dir, const uint8_t id[UFFDWP_HOLDER_TAG_LEN])
 	return err;
 }
 
-int uffdwp_criu_track__finish(int status, int img_dir)
+int uffdwp_criu_track__finish(int status, bool tasks_end, int img_dir)
 {
 	uint8_t id[UFFDWP_HOLDER_TAG_LEN];
 	int err = 0;
@@ -534,6 +534,16 @@ int uffdwp_criu_track__finish(int status, int img_dir)
 	}
 	if (!run.rep)
 		goto out; /* nothing scanned in this run: nothing to commit */
+	if (tasks_end) {
+		/*
+		 * The tasks are killed next and the holder goes with them:
+		 * nothing will ever ask for this generation, so neither the
+		 * commit nor the sync is worth the frozen time.
+		 */
+		pr_info("tasks end with this dump: gen %llu not committed\n",
+			(unsigned long long)run.rep->gen);
+		goto out;
+	}
 	if (getrandom(id, sizeof(id), 0) != sizeof(id)) {
 		err = -errno;
 		pr_perror("getrandom");

@@ -51,7 +51,7 @@ int uffdwp_criu_track__dirty(pid_t pid, uint64_t start, uint64_t end,
  * -errno; a commit that cannot be made only costs a fuller next dump and is
  * logged, not returned.
  */
-int uffdwp_criu_track__finish(int status, int img_dir);
+int uffdwp_criu_track__finish(int status, bool tasks_end, int img_dir);
 
 /* CRIU's log descriptor, for a holder's messages while it starts (criu_plugin.c). */
 int uffdwp_criu_log_fd(void);
