@@ -324,3 +324,36 @@ def test_remote_lazy(itree, predumps):
         _verify(t)
     ps = _read(d / "page-server.log") or ""
     assert "uffdwp: criu: pages image" in ps, _log_tail(d / "page-server.log")
+
+
+def test_page_server_records_plugin(itree):
+    """Pages written compressed by a page server: the dump's inventory names the
+    plugin (the dump cannot see the server's writes), so restore needs it."""
+    t = itree()
+    parent = None
+    for name in ("pre0", "dump"):
+        d = t.base / name
+        d.mkdir()
+        port = _free_port()
+        srv = [t.criu, "page-server", "-D", str(d), "--port", str(port), "--uffd-wp-track",
+               "--plugin-pages", "-L", t.plugdir, "-d", "-v4", "-o", "page-server.log"]
+        if parent:
+            srv += ["--prev-images-dir", f"../{parent}"]
+        t._daemon(srv, d, "page-server.log")
+        cmd = [t.criu, "dump" if name == "dump" else "pre-dump", "-t", str(t.root), "-D", str(d),
+               "-L", t.plugdir, "-v4", "-o", "criu.log", "--uffd-wp-track", "--plugin-pages",
+               "--page-server", "--address", "127.0.0.1", "--port", str(port)]
+        if parent:
+            cmd += ["--prev-images-dir", f"../{parent}"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, _log_tail(d / "criu.log") + _log_tail(d / "page-server.log")
+        assert any(f.startswith(ZST) for f in os.listdir(d)), os.listdir(d)
+        assert not any(f.startswith("pages-") for f in os.listdir(d)), os.listdir(d)
+        parent = name
+        if name != "dump":
+            t.do_step()
+    r, log = t.restore("dump", libdir=False, check=False)
+    assert r.returncode != 0 and "Missing required plugin: uffdwp" in log, log[-2000:]
+    t.restore("dump")
+    _verify(t)
