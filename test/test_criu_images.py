@@ -357,3 +357,31 @@ def test_page_server_records_plugin(itree):
     assert r.returncode != 0 and "Missing required plugin: uffdwp" in log, log[-2000:]
     t.restore("dump")
     _verify(t)
+
+
+def _tree_digest(root):
+    import hashlib
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p) and not f.endswith(".log"):
+                with open(p, "rb") as fh:
+                    out[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def test_dedup_refuses_compressed(itree):
+    """criu dedup (which loads no plugins) says our layers cannot be deduplicated
+    and changes nothing; the chain still restores."""
+    t = itree()
+    d, _ = _migrate(t, 2)
+    before = _tree_digest(t.base)
+    r = subprocess.run([t.criu, "dedup", "-D", str(d), "-v4", "-o", "dedup.log"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    log = _read(d / "dedup.log") or ""
+    assert r.returncode != 0, log[-2000:]
+    assert "cannot be deduplicated" in log, log[-2000:]
+    assert _tree_digest(t.base) == before
+    t.restore(d.name)
+    _verify(t)
