@@ -72,7 +72,17 @@ $(BUILD)/cli/%.o: plugin/cli/%.c $(PROTO_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS)
+# Which criu-plugin.h the plugin was built against: another CRIU_INCLUDE
+# rebuilds it (the dependency files only name the old header).
+CRIU_STAMP  := $(BUILD)/criu/criu-include.stamp
+$(CRIU_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CRIU_INCLUDE)' | cmp -s - $@ || echo '$(CRIU_INCLUDE)' > $@
+
+.PHONY: FORCE
+FORCE:
+
+$(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS) $(CRIU_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CRIU_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
