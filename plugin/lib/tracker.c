@@ -83,6 +83,7 @@ static const char *const reason_names[UFFDWP_R__MAX] = {
     [UFFDWP_R_SCAN_FAILED] = "scan-failed",
     [UFFDWP_R_LOST] = "tracking-lost",
     [UFFDWP_R_NOT_DUMPED] = "not-dumped",
+    [UFFDWP_R_SHMEM_UNMAPPED] = "shmem-unmapped",
 };
 
 const char *uffdwp_reason_name(enum uffdwp_reason r)
