@@ -479,6 +479,33 @@ def test_shmem_mapper_gone_after_writing(wl):
     t.round()
 
 
+def test_shmem_read_only_fd_outside(wl):
+    """A read-only descriptor of the object in another process (CRIU keeps
+    one while it dumps) cannot change it: the object stays exact. A
+    writable one makes it dirty whole, for good."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w)
+    t.round()
+    path = f"/proc/{w.pid}/map_files/{addr:x}-{addr + length:x}"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        w.cmd("write 1 2 1 4")
+        rep = t.round()
+        assert rep["shmem_shared_objects"] == 0
+        assert dirty_in(rep, w.pid, addr, addr + length) == 1
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        rep = t.round()
+        assert rep["shmem_shared_objects"] >= 1
+        assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    finally:
+        os.close(fd)
+
+
 def test_file_private_cow_page_zapped(wl):
     """MADV_DONTNEED drops a private copy: the page reads the file again."""
     w = wl()

@@ -350,6 +350,34 @@ static int obj_index(const struct uffdwp_obj_id *objs, size_t nr, uint64_t dev, 
 	return -1;
 }
 
+/*
+ * Whether descriptor @fd of @pid can change its file: opened for writing.
+ * A read-only (or O_PATH) one cannot write(2), fallocate(2) or map it
+ * shared and writable; reopening it for writing through /proc makes a new
+ * descriptor. Unknown: yes.
+ */
+static bool fd_can_write(pid_t pid, const char *fd)
+{
+	char path[64], line[128];
+	unsigned int flags;
+	bool can = true;
+	FILE *f;
+
+	/* Descriptor names are numbers. */
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", pid, fd);
+	f = fopen(path, "re");
+	if (!f)
+		return true;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "flags: %o", &flags) == 1) {
+			can = (flags & O_PATH) ? false : (flags & O_ACCMODE) != O_RDONLY;
+			break;
+		}
+	}
+	fclose(f);
+	return can;
+}
+
 static void scan_fds(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, bool *seen)
 {
 	char path[64];
@@ -369,7 +397,11 @@ static void scan_fds(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, boo
 		if (fstatat(dirfd(d), de->d_name, &st, 0))
 			continue;
 		i = obj_index(objs, nr, st.st_dev, st.st_ino);
-		if (i >= 0)
+		/*
+		 * CRIU keeps read-only descriptors of the objects it dumps
+		 * while it asks: they must not make the objects shared.
+		 */
+		if (i >= 0 && !seen[i] && fd_can_write(pid, de->d_name))
 			seen[i] = true;
 	}
 	closedir(d);
