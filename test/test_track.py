@@ -479,6 +479,26 @@ def test_shmem_mapper_gone_after_writing(wl):
     t.round()
 
 
+@pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
+def test_shmem_written_by_child_that_exits(wl, depth):
+    """A process forked after a scan (or forked by such a process) writes the
+    shared object and exits before the next scan: no page table of it is
+    left to look at. The fork is seen (proc connector), so the window of the
+    task it descends from is dirty; without forks the object is exact."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w, tree=True)
+    t.round()
+    w.cmd(f"forkexit 1 7 2 5 {depth}")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) >= 2
+    assert any(n["reason"] == "shmem-forked" for n in task(rep, w.pid)["notes"])
+    w.cmd("write 1 3 1 6")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 1
+
+
 def test_shmem_read_only_fd_outside(wl):
     """A read-only descriptor of the object in another process (CRIU keeps
     one while it dumps) cannot change it: the object stays exact. A

@@ -607,10 +607,14 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	close(notify);
 
 	while (!holder_quit) {
-		struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-		int n = poll(&pfd, 1, 1000);
+		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN},
+					{.fd = uffdwp_tracker__event_fd(t), .events = POLLIN}};
+		int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 1000);
 
-		if (n > 0 && (pfd.revents & POLLIN)) {
+		/* Fork events pile up between scans: read them as they come. */
+		if (n > 0 && (pfd[1].revents & POLLIN))
+			uffdwp_tracker__read_events(t);
+		if (n > 0 && (pfd[0].revents & POLLIN)) {
 			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (cfd >= 0) {

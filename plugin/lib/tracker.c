@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 
 #include "uapi/uffdwp-uapi.h"
+#include "forkwatch.h"
 #include "inject.h"
 #include "log.h"
 #include "probe.h"
@@ -60,8 +61,9 @@ struct shm_obj {
 	unsigned long tracked_attach;
 	uint64_t atime, dtime;
 	bool times_known;
-	struct uffdwp_rangeset dirty; /* object offsets, this scan */
-	struct uffdwp_rangeset gone;  /* of it, windows of mappings gone since the last scan */
+	struct uffdwp_rangeset dirty;  /* object offsets, this scan */
+	struct uffdwp_rangeset gone;   /* of it, windows of mappings gone since the last scan */
+	struct uffdwp_rangeset forked; /* of it, windows of mappers that forked since then */
 };
 
 struct uffdwp_tracker {
@@ -72,6 +74,7 @@ struct uffdwp_tracker {
 	uint64_t gen;
 	struct shm_obj *objs;
 	size_t nr_objs;
+	struct uffdwp_forkwatch *fw; /* NULL: forks are not seen, shared objects always dirty */
 };
 
 static const char *const reason_names[UFFDWP_R__MAX] = {
@@ -84,6 +87,7 @@ static const char *const reason_names[UFFDWP_R__MAX] = {
     [UFFDWP_R_LOST] = "tracking-lost",
     [UFFDWP_R_NOT_DUMPED] = "not-dumped",
     [UFFDWP_R_SHMEM_UNMAPPED] = "shmem-unmapped",
+    [UFFDWP_R_SHMEM_FORKED] = "shmem-forked",
 };
 
 const char *uffdwp_reason_name(enum uffdwp_reason r)
@@ -795,6 +799,7 @@ static void obj_fini(struct shm_obj *o)
 {
 	uffdwp_rangeset__fini(&o->dirty);
 	uffdwp_rangeset__fini(&o->gone);
+	uffdwp_rangeset__fini(&o->forked);
 	free(o->prev);
 	free(o->cur);
 }
@@ -824,6 +829,7 @@ struct task_scan_state {
 	struct uffdwp_rangeset dirty;	/* found in this scan */
 	struct uffdwp_rangeset written; /* of it, seen written by the scan */
 	bool ok;			/* maps and results are of the tracked mm */
+	bool forked;			/* created a process since the previous scan */
 };
 
 static int pid_cmp(const void *a, const void *b)
@@ -834,7 +840,7 @@ static int pid_cmp(const void *a, const void *b)
 }
 
 typedef int (*shm_vma_fn)(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
-			  struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr);
+			  struct task_scan_state *s, struct uffdwp_task_report *tr);
 
 /* Call @fn for each shared-object mapping of each task scanned. */
 static int for_each_shared_vma(struct uffdwp_tracker *t, struct task_scan_state *st,
@@ -855,7 +861,7 @@ static int for_each_shared_vma(struct uffdwp_tracker *t, struct task_scan_state 
 			o = obj_get(t, v);
 			if (!o)
 				return -ENOMEM;
-			err = fn(o, v, t->tasks[i].pid, &st[i].dirty, &rep->tasks[i]);
+			err = fn(o, v, t->tasks[i].pid, &st[i], &rep->tasks[i]);
 			if (err)
 				return err;
 		}
@@ -863,38 +869,58 @@ static int for_each_shared_vma(struct uffdwp_tracker *t, struct task_scan_state 
 	return 0;
 }
 
-/* Object offsets of what this mapper found dirty. */
+/*
+ * Object offsets of what this mapper found dirty. A mapper that forked
+ * shared its window with a child whose page table we may never see (it
+ * can write and exit before the next scan): all of the window.
+ */
 static int shm_gather(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
-		      struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr)
+		      struct task_scan_state *s, struct uffdwp_task_report *tr)
 {
 	o->used = true;
 	o->tracked_attach++;
 	if (obj_add_win(o, pid, v))
 		return -ENOMEM;
-	return uffdwp_rangeset__add_clipped(&o->dirty, dirty, v->start, v->end,
+	if (s->forked && uffdwp_rangeset__add(&o->forked, v->pgoff, v->pgoff + (v->end - v->start)))
+		return -ENOMEM;
+	return uffdwp_rangeset__add_clipped(&o->dirty, &s->dirty, v->start, v->end,
 					    (int64_t)v->pgoff - (int64_t)v->start);
 }
 
-/* The object's dirty offsets, back into this mapper's addresses. */
-static int shm_project(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
-		       struct uffdwp_rangeset *dirty, struct uffdwp_task_report *tr)
+/* Note the parts of @v that @set (object offsets) makes dirty, for @why. */
+static int shm_note(struct uffdwp_task_report *tr, const struct uffdwp_vma *v,
+		    const struct uffdwp_rangeset *set, enum uffdwp_reason why)
 {
-	struct uffdwp_rangeset gone = UFFDWP_RANGESET_INIT;
+	struct uffdwp_rangeset part = UFFDWP_RANGESET_INIT;
 	int64_t delta = (int64_t)v->start - (int64_t)v->pgoff;
 	uint64_t end = v->pgoff + (v->end - v->start);
 	size_t k;
 	int err;
 
+	err = uffdwp_rangeset__add_clipped(&part, set, v->pgoff, end, delta);
+	for (k = 0; !err && k < part.nr; k++)
+		err = note_add(tr, part.r[k].start, part.r[k].end, why, 0);
+	uffdwp_rangeset__fini(&part);
+	return err;
+}
+
+/* The object's dirty offsets, back into this mapper's addresses. */
+static int shm_project(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
+		       struct task_scan_state *s, struct uffdwp_task_report *tr)
+{
+	int64_t delta = (int64_t)v->start - (int64_t)v->pgoff;
+	uint64_t end = v->pgoff + (v->end - v->start);
+	int err;
+
 	if (o->tainted) {
-		err = uffdwp_rangeset__add(dirty, v->start, v->end);
+		err = uffdwp_rangeset__add(&s->dirty, v->start, v->end);
 		return err ? err : note_add(tr, v->start, v->end, UFFDWP_R_SHMEM_SHARED, 0);
 	}
-	err = uffdwp_rangeset__add_clipped(dirty, &o->dirty, v->pgoff, end, delta);
+	err = uffdwp_rangeset__add_clipped(&s->dirty, &o->dirty, v->pgoff, end, delta);
 	if (!err)
-		err = uffdwp_rangeset__add_clipped(&gone, &o->gone, v->pgoff, end, delta);
-	for (k = 0; !err && k < gone.nr; k++)
-		err = note_add(tr, gone.r[k].start, gone.r[k].end, UFFDWP_R_SHMEM_UNMAPPED, 0);
-	uffdwp_rangeset__fini(&gone);
+		err = shm_note(tr, v, &o->gone, UFFDWP_R_SHMEM_UNMAPPED);
+	if (!err)
+		err = shm_note(tr, v, &o->forked, UFFDWP_R_SHMEM_FORKED);
 	return err;
 }
 
@@ -921,6 +947,7 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 		t->objs[i].nr_cur = 0;
 		uffdwp_rangeset__clear(&t->objs[i].dirty);
 		uffdwp_rangeset__clear(&t->objs[i].gone);
+		uffdwp_rangeset__clear(&t->objs[i].forked);
 	}
 
 	/* Gather each object's dirty offsets from every mapper. */
@@ -947,7 +974,8 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 								   w->pgoff + (w->end - w->start)))
 				return -ENOMEM;
 		}
-		if (uffdwp_rangeset__add_set(&o->dirty, &o->gone))
+		if (uffdwp_rangeset__add_set(&o->dirty, &o->gone) ||
+		    uffdwp_rangeset__add_set(&o->dirty, &o->forked))
 			return -ENOMEM;
 		free(o->prev);
 		o->prev = o->cur;
@@ -1092,6 +1120,21 @@ static int task_push_pending(struct trk_task *tk, uint64_t gen, struct uffdwp_ra
 	return 0;
 }
 
+static bool tracker_watches(void *arg, pid_t pid)
+{
+	return tracker_find(arg, pid) != NULL;
+}
+
+int uffdwp_tracker__event_fd(const struct uffdwp_tracker *t)
+{
+	return t && t->fw ? uffdwp_forkwatch__fd(t->fw) : -1;
+}
+
+int uffdwp_tracker__read_events(struct uffdwp_tracker *t)
+{
+	return t && t->fw ? uffdwp_forkwatch__drain(t->fw, tracker_watches, t) : 0;
+}
+
 int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 {
 	struct task_scan_state *st = NULL;
@@ -1104,6 +1147,11 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 	if (!rep)
 		return -ENOMEM;
 
+	/* Forks since the previous scan, by the tasks tracked then. */
+	err = uffdwp_tracker__read_events(t);
+	if (err)
+		goto err_free;
+
 	err = tracker_refresh_tasks(t, rep);
 	if (err)
 		goto err_free;
@@ -1115,6 +1163,10 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 		goto err_free;
 	}
 	rep->nr_tasks = t->nr_tasks;
+	for (i = 0; i < t->nr_tasks; i++)
+		st[i].forked = !t->fw || uffdwp_forkwatch__forked(t->fw, t->tasks[i].pid);
+	if (t->fw)
+		uffdwp_forkwatch__reset(t->fw);
 
 	for (i = 0; i < t->nr_tasks; i++) {
 		struct trk_task *tk = &t->tasks[i];
@@ -1321,6 +1373,13 @@ int uffdwp_tracker__new(const struct uffdwp_tracker_opts *opts, struct uffdwp_tr
 	if (!t)
 		return -ENOMEM;
 	t->opts = *opts;
+	/* Before anything is protected: a fork after that must not go unseen. */
+	err = uffdwp_forkwatch__open(&t->fw);
+	if (err) {
+		pr_warn("no fork events (%s): shared memory counts as written at every scan\n",
+			uffdwp_strerror(-err));
+		t->fw = NULL;
+	}
 	if (opts->adopt_only) {
 		*out = t;
 		return 0;
@@ -1490,6 +1549,7 @@ void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
 	}
 	for (i = 0; i < t->nr_objs; i++)
 		obj_fini(&t->objs[i]);
+	uffdwp_forkwatch__close(t->fw);
 	free(t->objs);
 	free(t->tasks);
 	free(t);

@@ -33,6 +33,7 @@ enum uffdwp_reason {
 	UFFDWP_R_LOST,		 /* tracking lost: mm gone or replaced, holder died */
 	UFFDWP_R_NOT_DUMPED,	 /* file-backed shared or special mapping: not memory to dump */
 	UFFDWP_R_SHMEM_UNMAPPED, /* a mapping of the shared object went away, with its writes */
+	UFFDWP_R_SHMEM_FORKED,	 /* a mapper forked: the child may have written it and gone */
 	UFFDWP_R__MAX,
 };
 
@@ -143,6 +144,15 @@ struct uffdwp_stop_stats {
  */
 void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
 			  struct uffdwp_stop_stats *stats);
+
+/*
+ * A descriptor that becomes readable when the tracker has events to read
+ * (forks, see forkwatch.h), or -1. A long-lived owner polls it and calls
+ * read_events(), so that bursts between scans do not overflow; scans read
+ * them anyway. read_events() returns 0 or -ENOMEM.
+ */
+int uffdwp_tracker__event_fd(const struct uffdwp_tracker *t);
+int uffdwp_tracker__read_events(struct uffdwp_tracker *t);
 
 /* Memory the tracker itself holds, in bytes (for the benchmark). */
 size_t uffdwp_tracker__mem_bytes(const struct uffdwp_tracker *t);

@@ -19,6 +19,8 @@
  *   unmap ID
  *   fork                   child that just waits; answers its pid
  *   forkwrite ID PAGE N SEED  child writes its copy, then waits
+ *   forkexit ID PAGE N SEED [DEPTH]  a child (DEPTH 2: a grandchild forked by
+ *                          a child) writes, then exits; answers once reaped
  *   threads ID N SEED      N threads each write their share of ID, joined
  *   spin ID N [RATE]       N threads write random pages until "unspin",
  *                          each RATE pages a second (default: flat out)
@@ -383,6 +385,35 @@ static void command(char *line)
 			return wl_say("error child");
 		close(p[0]);
 		return wl_say("ok %d", pid);
+	}
+	if (!strcmp(op, "forkexit")) {
+		int depth = d > 1 ? 2 : 1, status;
+		pid_t pid;
+
+		if ((size_t)(a + b) * PG > reg[id].len)
+			return wl_say("error range");
+		pid = fork();
+		if (!pid) {
+			long i;
+
+			if (depth == 2) {
+				pid = fork();
+				if (pid > 0)
+					_exit(waitpid(pid, &status, 0) == pid &&
+						      WIFEXITED(status) && !WEXITSTATUS(status)
+						  ? 0
+						  : 1);
+				if (pid < 0)
+					_exit(1);
+			}
+			for (i = a; i < a + b; i++)
+				fill_page(reg[id].addr + i * PG, c, i);
+			_exit(0);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+		    WEXITSTATUS(status))
+			return wl_say("error child");
+		return wl_say("ok");
 	}
 	if (!strcmp(op, "threads")) {
 		pthread_t t[16];
