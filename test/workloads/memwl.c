@@ -21,6 +21,9 @@
  *   forkwrite ID PAGE N SEED  child writes its copy, then waits
  *   forkexit ID PAGE N SEED [DEPTH]  a child (DEPTH 2: a grandchild forked by
  *                          a child) writes, then exits; answers once reaped
+ *   memwrite ID PAGE N SEED  write through /proc/self/mem
+ *   dupwrite ID PAGE N SEED  mremap(old_size 0) a second mapping of shared
+ *                          ID, write through it, unmap it
  *   threads ID N SEED      N threads each write their share of ID, joined
  *   spin ID N [RATE]       N threads write random pages until "unspin",
  *                          each RATE pages a second (default: flat out)
@@ -413,6 +416,41 @@ static void command(char *line)
 		if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
 		    WEXITSTATUS(status))
 			return wl_say("error child");
+		return wl_say("ok");
+	}
+	if (!strcmp(op, "memwrite")) {
+		char page[PG];
+		long i;
+		int fd;
+
+		if ((size_t)(a + b) * PG > reg[id].len)
+			return wl_say("error range");
+		fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return wl_say("error open /proc/self/mem: %s", strerror(errno));
+		for (i = a; i < a + b; i++) {
+			fill_page(page, c, i);
+			if (pwrite(fd, page, PG, (off_t)(uintptr_t)(reg[id].addr + i * PG)) !=
+			    (ssize_t)PG) {
+				close(fd);
+				return wl_say("error pwrite /proc/self/mem: %s", strerror(errno));
+			}
+		}
+		close(fd);
+		return wl_say("ok");
+	}
+	if (!strcmp(op, "dupwrite")) {
+		char *dup;
+		long i;
+
+		if ((size_t)(a + b) * PG > reg[id].len)
+			return wl_say("error range");
+		dup = mremap(reg[id].addr, 0, reg[id].len, MREMAP_MAYMOVE);
+		if (dup == MAP_FAILED)
+			return wl_say("error mremap: %s", strerror(errno));
+		for (i = a; i < a + b; i++)
+			fill_page(dup + i * PG, c, i);
+		munmap(dup, reg[id].len);
 		return wl_say("ok");
 	}
 	if (!strcmp(op, "threads")) {
