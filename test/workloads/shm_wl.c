@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * shm_wl: anonymous shared memory (MAP_SHARED|MAP_ANONYMOUS) written by
+ * several processes, every way a page of it can change between two
+ * checkpoints, for incremental dumps of shared memory. The same protocol
+ * as criu_wl: driven by signals, answering through files in DIR.
+ *
+ *   shm_wl DIR [PAGES]
+ *
+ * Sets up its regions (PAGES pages each, default 1024), forks one child,
+ * then writes DIR/ready ("HOSTPID CHILDHOSTPID") and waits:
+ *   SIGUSR1  one step (below); answers DIR/step ("K") once parent and
+ *            child are both done
+ *   SIGUSR2  verify every page, in parent and child, against what steps
+ *            0..K wrote; answers DIR/verify ("ok K" or "bad REGION PAGE K",
+ *            the child's own in DIR/verify.child, written first) and exits
+ *
+ * Regions, all shared between parent and child (fork), each page present
+ * in both page tables after setup:
+ *   main    fully written at setup. Step t rewrites 1/16 of it from the
+ *           parent, 1/16 through the parent's /proc/self/mem, 1/16 from the
+ *           child, 1/16 from the child followed by MADV_DONTNEED of those
+ *           pages in the child (the written PTE is dropped, the data stays);
+ *           at step 2 a grandchild forked by the child writes 1/16 and exits
+ *           (its page table, the only one that saw the write, is gone).
+ *   gone    fully written at setup. Step 1: the parent writes 1/16, the
+ *           child writes another 1/16 and unmaps its whole mapping; later
+ *           steps: the parent writes 1/16. Only the parent checks it.
+ *   sparse  1/4 written at setup, the rest never touched (no data). Step t:
+ *           the parent writes 1/32; the child reads 1/32 of the never-
+ *           written pages (a read fault gives the object a zero page).
+ * What a page should hold is recomputed from the step counter alone.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "workload.h"
+
+#define PG 4096UL
+
+enum { R_MAIN, R_GONE, R_SPARSE, R__MAX };
+static const char *const rname[R__MAX] = {"main", "gone", "sparse"};
+
+/* Who wrote a page: part of its seed, so that each writer's data differs. */
+enum { W_INIT, W_PARENT, W_MEM, W_CHILD, W_DROPPED, W_GRANDCHILD };
+
+static char *reg[R__MAX];
+static size_t npages;
+static const char *dir;
+static volatile uint32_t step; /* in memory, dumped with the rest */
+static bool is_child;
+
+static uint64_t word(uint32_t seed, uint64_t page, uint64_t j)
+{
+	uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ULL ^ (page * 0xbf58476d1ce4e5b9ULL) ^
+		     (j * 0x94d049bb133111ebULL);
+
+	x ^= x >> 31;
+	return x | 1; /* never zero: a zero page is never a written one */
+}
+
+static void fill(char *p, uint32_t seed, uint64_t page)
+{
+	uint64_t *w = (uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < PG / 8; j++)
+		w[j] = word(seed, page, j);
+}
+
+static bool check(const char *p, uint32_t seed, uint64_t page)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < PG / 8; j++)
+		if (w[j] != (seed ? word(seed, page, j) : 0))
+			return false;
+	return true;
+}
+
+static uint32_t seed_of(int r, int who, uint32_t t)
+{
+	return (uint32_t)r * 100000 + (uint32_t)who * 1000 + t + 1;
+}
+
+/* Who writes page @i of region @r at step @t (W_INIT: nobody). */
+static int writer(int r, size_t i, uint32_t t)
+{
+	switch (r) {
+	case R_MAIN:
+		switch ((i + t) % 16) {
+		case 0:
+			return W_PARENT;
+		case 4:
+			return W_DROPPED;
+		case 8:
+			return W_CHILD;
+		case 12:
+			return W_MEM;
+		case 2:
+			return t == 2 ? W_GRANDCHILD : W_INIT;
+		}
+		return W_INIT;
+	case R_GONE:
+		if ((i + t) % 16 == 0)
+			return W_PARENT;
+		if (t == 1 && (i + t) % 16 == 8)
+			return W_CHILD;
+		return W_INIT;
+	case R_SPARSE:
+		return (i + t) % 32 == 0 ? W_PARENT : W_INIT;
+	}
+	return W_INIT;
+}
+
+/* The seed page @i of region @r holds after steps 1..@k; 0 is a zero page. */
+static uint32_t expect(int r, size_t i, uint32_t k)
+{
+	uint32_t s, t;
+
+	s = (r != R_SPARSE || i % 4 == 0) ? seed_of(r, W_INIT, 0) : 0;
+	for (t = 1; t <= k; t++) {
+		int w = writer(r, i, t);
+
+		if (w != W_INIT)
+			s = seed_of(r, w, t);
+	}
+	return s;
+}
+
+static void write_mem(char *addr, uint32_t seed, uint64_t page)
+{
+	char buf[PG];
+	int fd;
+
+	fill(buf, seed, page);
+	fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	if (fd < 0 || pwrite(fd, buf, PG, (off_t)(uintptr_t)addr) != (ssize_t)PG)
+		wl_die("write /proc/self/mem");
+	close(fd);
+}
+
+static void grandchild_writes(uint32_t t)
+{
+	pid_t p = fork();
+	int status;
+	size_t i;
+
+	if (p < 0)
+		wl_die("fork");
+	if (!p) {
+		for (i = 0; i < npages; i++)
+			if (writer(R_MAIN, i, t) == W_GRANDCHILD)
+				fill(reg[R_MAIN] + i * PG, seed_of(R_MAIN, W_GRANDCHILD, t), i);
+		_exit(0);
+	}
+	if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status))
+		wl_die("grandchild");
+}
+
+static void apply(uint32_t t)
+{
+	volatile char sink = 0;
+	size_t i;
+	int r;
+
+	for (r = 0; r < R__MAX; r++) {
+		if (!reg[r])
+			continue;
+		for (i = 0; i < npages; i++) {
+			int w = writer(r, i, t);
+			char *p = reg[r] + i * PG;
+			uint32_t s = seed_of(r, w, t);
+
+			if (!is_child && w == W_PARENT)
+				fill(p, s, i);
+			else if (!is_child && w == W_MEM)
+				write_mem(p, s, i);
+			else if (is_child && w == W_CHILD)
+				fill(p, s, i);
+			else if (is_child && w == W_DROPPED) {
+				fill(p, s, i);
+				if (madvise(p, PG, MADV_DONTNEED))
+					wl_die("madvise");
+			} else if (is_child && r == R_SPARSE && (i + t) % 32 == 16 &&
+				   !expect(r, i, t))
+				sink += *(volatile char *)p;
+		}
+	}
+	(void)sink;
+	if (is_child && t == 2)
+		grandchild_writes(t);
+	if (is_child && t == 1) {
+		if (munmap(reg[R_GONE], npages * PG))
+			wl_die("munmap");
+		reg[R_GONE] = NULL;
+	}
+}
+
+static void answer(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void answer(const char *name, const char *fmt, ...)
+{
+	char path[4096], tmp[4100], buf[256];
+	va_list ap;
+	int fd, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s%s", dir, name, is_child ? ".child" : "");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	/* Open, write, close, rename: no descriptor stays open across a dump. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, n) != n || close(fd) || rename(tmp, path))
+		exit(3);
+}
+
+static long step_answered(void)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/step%s", dir, is_child ? ".child" : "");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+static int verify(void)
+{
+	size_t i;
+	int r;
+
+	if (step_answered() != step) {
+		answer("verify", "bad step %u, answered %ld\n", step, step_answered());
+		return 1;
+	}
+	for (r = 0; r < R__MAX; r++) {
+		if (!reg[r])
+			continue;
+		for (i = 0; i < npages; i++) {
+			if (!check(reg[r] + i * PG, expect(r, i, step), i)) {
+				answer("verify", "bad %s %zu %u\n", rname[r], i, step);
+				return 1;
+			}
+		}
+	}
+	answer("verify", "ok %u\n", step);
+	return 0;
+}
+
+static void setup(void)
+{
+	size_t i;
+	int r;
+
+	for (r = 0; r < R__MAX; r++) {
+		reg[r] = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			      -1, 0);
+		if (reg[r] == MAP_FAILED)
+			wl_die("mmap");
+		for (i = 0; i < npages; i++)
+			if (expect(r, i, 0))
+				fill(reg[r] + i * PG, expect(r, i, 0), i);
+	}
+}
+
+/* Fault in every page that has data: present in this page table too. */
+static void touch_written(void)
+{
+	volatile char sink = 0;
+	size_t i;
+	int r;
+
+	for (r = 0; r < R__MAX; r++)
+		for (i = 0; i < npages; i++)
+			if (expect(r, i, 0))
+				sink += *(volatile char *)(reg[r] + i * PG);
+	(void)sink;
+}
+
+static long wait_child(const char *name, long k)
+{
+	char path[4096], buf[32];
+	int fd, n, tries;
+	long v;
+
+	snprintf(path, sizeof(path), "%s/%s.child", dir, name);
+	for (tries = 0; tries < 60000; tries++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				v = strtol(buf, NULL, 10);
+				if (k < 0 || v == k)
+					return v;
+			}
+		}
+		usleep(1000);
+	}
+	exit(4);
+}
+
+static pid_t host_pid(void)
+{
+	char buf[32];
+	ssize_t n;
+
+	/* /proc is the host's (no --mount-proc): /proc/self names our host pid. */
+	n = readlink("/proc/self", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return getpid();
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+int main(int argc, char **argv)
+{
+	sigset_t set;
+	pid_t child;
+	int sig, status;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: shm_wl DIR [PAGES]\n");
+		return 2;
+	}
+	dir = argv[1];
+	npages = argc > 2 ? strtoul(argv[2], NULL, 0) : 1024;
+	if (!npages)
+		return 2;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	setup();
+	child = fork();
+	if (child < 0)
+		wl_die("fork");
+	if (!child) {
+		is_child = true;
+		touch_written();
+		answer("ready", "%d\n", host_pid());
+	} else {
+		answer("ready", "%d %ld\n", host_pid(), wait_child("ready", -1));
+	}
+
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig == SIGUSR1) {
+			step++;
+			/* The parent first: the child's writes of a step come after its own. */
+			apply(step);
+			if (!is_child) {
+				kill(child, SIGUSR1);
+				wait_child("step", step);
+			}
+			answer("step", "%u\n", step);
+		} else if (sig == SIGUSR2) {
+			int bad = 0;
+
+			if (is_child)
+				return verify();
+			kill(child, SIGUSR2);
+			if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+			    WEXITSTATUS(status))
+				bad = 1;
+			if (verify())
+				return 1;
+			if (bad)
+				answer("verify", "bad child %u\n", step);
+			return bad;
+		}
+	}
+}
