@@ -17,11 +17,11 @@ def workload_path(name):
     return os.path.join(BUILD, "test", name)
 
 
-def uffdwp(*args, json_out=True, check=True, timeout=60):
+def uffdwp(*args, json_out=True, check=True, timeout=60, preexec=None):
     """Run the uffdwp command; return (exit code, parsed JSON or text, stderr)."""
     cmd = [UFFDWP] + (["--json"] if json_out else []) + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, preexec_fn=preexec)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} exited {p.returncode}: {p.stderr}{p.stdout}")
     out = p.stdout

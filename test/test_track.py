@@ -38,10 +38,11 @@ class Tracked:
         with frozen(self.w.pid):
             return {p: snapshot(p) for p in self.pids()}
 
-    def round(self, expect_rc=0):
+    def round(self, expect_rc=0, preexec=None):
         """Scan with the tree frozen; check no false negatives; return the report."""
         with frozen(self.w.pid):
-            rc, rep, err = uffdwp("track", "scan", "-t", self.w.pid, check=False)
+            rc, rep, err = uffdwp("track", "scan", "-t", self.w.pid, check=False,
+                                  preexec=preexec)
             assert rc == expect_rc, err
             now = {p: snapshot(p) for p in self.pids()}
             self.maps = {p: read_maps(p) for p in now if now[p]}
@@ -513,31 +514,34 @@ def test_written_through_proc_mem(wl, kind):
     assert dirty_in(rep, w.pid, addr, addr + length) == 3
 
 
-def test_shmem_read_only_fd_outside(wl):
-    """A read-only descriptor of the object in another process (CRIU keeps
-    one while it dumps) cannot change it: the object stays exact. A
-    writable one makes it dirty whole, for good."""
+def test_shmem_fd_of_requester_and_others(wl):
+    """The process that asks for the scan (a dumper: CRIU reads the objects
+    through read-only descriptors while it asks) does not make an object
+    shared. Any other process's descriptor does, a read-only one too (it can
+    be reopened for writing through /proc/PID/fd between two scans), for good."""
     w = wl()
     addr, length = w.map(1, "shmem", 32)
     w.cmd("write 1 0 32 1")
     t = Tracked(w)
     t.round()
     path = f"/proc/{w.pid}/map_files/{addr:x}-{addr + length:x}"
+
+    def requester_holds_fd():
+        os.set_inheritable(os.open(path, os.O_RDONLY), True)
+
+    w.cmd("write 1 2 1 4")
+    rep = t.round(preexec=requester_holds_fd)
+    assert rep["shmem_shared_objects"] == 0
+    assert dirty_in(rep, w.pid, addr, addr + length) == 1
     fd = os.open(path, os.O_RDONLY)
-    try:
-        w.cmd("write 1 2 1 4")
-        rep = t.round()
-        assert rep["shmem_shared_objects"] == 0
-        assert dirty_in(rep, w.pid, addr, addr + length) == 1
-    finally:
-        os.close(fd)
-    fd = os.open(path, os.O_RDWR)
     try:
         rep = t.round()
         assert rep["shmem_shared_objects"] >= 1
         assert dirty_in(rep, w.pid, addr, addr + length) == 32
     finally:
         os.close(fd)
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,

@@ -427,6 +427,15 @@ static int peer_ok(int fd)
 	return cr.uid == geteuid();
 }
 
+/* The pid of the process at the other end of @fd (peer_ok() checked its uid), or 0. */
+static pid_t peer_pid(int fd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) ? 0 : cr.pid;
+}
+
 static void holder_reply_err(int fd, int err)
 {
 	struct buf b = {0};
@@ -460,7 +469,9 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 	}
 	switch (type) {
 	case REQ_SCAN:
+		uffdwp_tracker__set_requester(*tp, peer_pid(cfd));
 		err = uffdwp_tracker__scan(*tp, &rep);
+		uffdwp_tracker__set_requester(*tp, 0);
 		if (err) {
 			holder_reply_err(cfd, err);
 			break;

@@ -350,34 +350,6 @@ static int obj_index(const struct uffdwp_obj_id *objs, size_t nr, uint64_t dev, 
 	return -1;
 }
 
-/*
- * Whether descriptor @fd of @pid can change its file: opened for writing.
- * A read-only (or O_PATH) one cannot write(2), fallocate(2) or map it
- * shared and writable; reopening it for writing through /proc makes a new
- * descriptor. Unknown: yes.
- */
-static bool fd_can_write(pid_t pid, const char *fd)
-{
-	char path[64], line[128];
-	unsigned int flags;
-	bool can = true;
-	FILE *f;
-
-	/* Descriptor names are numbers. */
-	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%.16s", pid, fd);
-	f = fopen(path, "re");
-	if (!f)
-		return true;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "flags: %o", &flags) == 1) {
-			can = (flags & O_PATH) ? false : (flags & O_ACCMODE) != O_RDONLY;
-			break;
-		}
-	}
-	fclose(f);
-	return can;
-}
-
 static void scan_fds(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, bool *seen)
 {
 	char path[64];
@@ -396,12 +368,13 @@ static void scan_fds(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, boo
 		/* stat() follows the magic link to the object itself. */
 		if (fstatat(dirfd(d), de->d_name, &st, 0))
 			continue;
-		i = obj_index(objs, nr, st.st_dev, st.st_ino);
 		/*
-		 * CRIU keeps read-only descriptors of the objects it dumps
-		 * while it asks: they must not make the objects shared.
+		 * Read-only and O_PATH descriptors count as well: reopening
+		 * /proc/PID/fd/N for writing, writing and closing again between
+		 * two scans leaves nothing to see.
 		 */
-		if (i >= 0 && !seen[i] && fd_can_write(pid, de->d_name))
+		i = obj_index(objs, nr, st.st_dev, st.st_ino);
+		if (i >= 0)
 			seen[i] = true;
 	}
 	closedir(d);
@@ -433,7 +406,7 @@ static void scan_maps(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, bo
 }
 
 int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
-				   const pid_t *tracked, size_t ntracked, bool *seen)
+				   const pid_t *tracked, size_t ntracked, pid_t trusted, bool *seen)
 {
 	struct dirent *de;
 	pid_t self = getpid();
@@ -450,8 +423,12 @@ int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
 		if (!pid_is_numeric(de->d_name))
 			continue;
 		p = atoi(de->d_name);
-		/* Our own mappings of the objects do not exist; our fds are for pagemap. */
-		if (p == self)
+		/*
+		 * Our own mappings of the objects do not exist; our fds are for
+		 * pagemap. The process asking for the scan (a dumper reading the
+		 * objects while it asks) does not write them.
+		 */
+		if (p == self || (trusted > 0 && p == trusted))
 			continue;
 		scan_fds(p, objs, nr, seen);
 		if (!bsearch(&p, tracked, ntracked, sizeof(*tracked), pid_cmp))

@@ -87,12 +87,13 @@ struct uffdwp_obj_id {
 /*
  * For each of @nr objects, set @seen[i] when any process other than those
  * in @tracked (sorted ascending) maps it, or when any process at all
- * (tracked ones included) has it open as a file descriptor. The writes of
- * both go past the page tables we scan.
+ * (tracked ones included) has it open as a file descriptor, read-only ones
+ * too. The writes of both go past the page tables we scan. Process
+ * @trusted (the one asking, if > 0) and the caller itself are skipped.
  * Returns 0 or -errno.
  */
 int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
-				   const pid_t *tracked, size_t ntracked, bool *seen);
+				   const pid_t *tracked, size_t ntracked, pid_t trusted, bool *seen);
 
 /* Whether @pid is a zombie (or dead); false if it does not exist at all. */
 bool uffdwp_proc_is_zombie(pid_t pid);

@@ -118,6 +118,14 @@ int uffdwp_tracker__adopt(struct uffdwp_tracker *t, pid_t pid, int uffd, int pag
 int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out);
 
 /*
+ * The process that asks for the next scans (0: none, the default). Its
+ * descriptors and mappings of shared objects do not make them dirty: a
+ * dumper (CRIU's memfd code) holds read-only descriptors of the objects it
+ * dumps while it asks. It is trusted not to write them.
+ */
+void uffdwp_tracker__set_requester(struct uffdwp_tracker *t, pid_t pid);
+
+/*
  * The images holding everything scan @gen returned are durable: forget it
  * and all older generations. Returns 0, or -EINVAL if @gen was never
  * returned.
