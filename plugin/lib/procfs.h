@@ -93,7 +93,8 @@ struct uffdwp_obj_id {
  * Returns 0 or -errno.
  */
 int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
-				   const pid_t *tracked, size_t ntracked, pid_t trusted, bool *seen);
+				   const pid_t *tracked, size_t ntracked, pid_t trusted,
+				   bool *seen);
 
 /* Whether @pid is a zombie (or dead); false if it does not exist at all. */
 bool uffdwp_proc_is_zombie(pid_t pid);

@@ -75,7 +75,7 @@ struct uffdwp_tracker {
 	struct shm_obj *objs;
 	size_t nr_objs;
 	struct uffdwp_forkwatch *fw; /* NULL: forks are not seen, shared objects always dirty */
-	pid_t requester;	     /* asks for the scans, its fds and maps do not count; 0: none */
+	pid_t requester; /* asks for the scans, its fds and maps do not count; 0: none */
 };
 
 static const char *const reason_names[UFFDWP_R__MAX] = {
@@ -1003,7 +1003,8 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 	for (i = 0; i < t->nr_tasks; i++)
 		pids[i] = t->tasks[i].pid;
 	qsort(pids, t->nr_tasks, sizeof(*pids), pid_cmp);
-	err = uffdwp_proc_find_outside_users(ids, t->nr_objs, pids, t->nr_tasks, t->requester, seen);
+	err =
+	    uffdwp_proc_find_outside_users(ids, t->nr_objs, pids, t->nr_tasks, t->requester, seen);
 	if (err) {
 		/* Cannot tell who else uses them: all are shared then. */
 		for (i = 0; i < t->nr_objs; i++)
