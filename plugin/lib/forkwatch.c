@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,25 @@ static int send_op(int fd, uint32_t op, size_t len)
 	return 0;
 }
 
+/*
+ * The fork event in @nl, copied out: the kernel puts struct proc_event right
+ * after struct cn_msg, 4 bytes off the 8-byte alignment it needs. Returns
+ * false for anything else.
+ */
+static bool fork_event(const struct nlmsghdr *nl, struct proc_event *ev)
+{
+	const struct cn_msg *cn = NLMSG_DATA(nl);
+	size_t need = offsetof(struct proc_event, event_data) + sizeof(ev->event_data.fork);
+
+	if (nl->nlmsg_type == NLMSG_ERROR || nl->nlmsg_type == NLMSG_NOOP ||
+	    nl->nlmsg_len < NLMSG_LENGTH(sizeof(*cn)) ||
+	    nl->nlmsg_len - NLMSG_LENGTH(sizeof(*cn)) < need || cn->len < need ||
+	    cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
+		return false;
+	memcpy(ev, cn->data, need);
+	return ev->what == PROC_EVENT_FORK;
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -118,12 +138,10 @@ static int probe_fork(int fd)
 		if (n < 0)
 			continue;
 		for (nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, (size_t)n); nl = NLMSG_NEXT(nl, n)) {
-			struct cn_msg *cn = NLMSG_DATA(nl);
-			struct proc_event *ev = (struct proc_event *)cn->data;
+			struct proc_event ev;
 
-			if (cn->id.idx == CN_IDX_PROC && ev->what == PROC_EVENT_FORK &&
-			    ev->event_data.fork.parent_tgid == me &&
-			    ev->event_data.fork.child_tgid == child)
+			if (fork_event(nl, &ev) && ev.event_data.fork.parent_tgid == me &&
+			    ev.event_data.fork.child_tgid == child)
 				return 0;
 		}
 	}
@@ -264,23 +282,20 @@ int uffdwp_forkwatch__drain(struct uffdwp_forkwatch *w, bool (*watched)(void *ar
 			return 0;
 		}
 		for (nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, (size_t)n); nl = NLMSG_NEXT(nl, n)) {
-			struct cn_msg *cn = NLMSG_DATA(nl);
-			struct proc_event *ev = (struct proc_event *)cn->data;
+			struct proc_event ev;
 			pid_t parent, ancestor;
 			int err;
 
-			if (nl->nlmsg_type == NLMSG_ERROR || nl->nlmsg_type == NLMSG_NOOP ||
-			    cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC ||
-			    ev->what != PROC_EVENT_FORK)
+			if (!fork_event(nl, &ev))
 				continue;
 			/* A thread shares its mm: its writes are in page tables we scan. */
-			if (ev->event_data.fork.child_pid != ev->event_data.fork.child_tgid)
+			if (ev.event_data.fork.child_pid != ev.event_data.fork.child_tgid)
 				continue;
-			parent = ev->event_data.fork.parent_tgid;
+			parent = ev.event_data.fork.parent_tgid;
 			ancestor = watched(arg, parent) ? parent : kid_ancestor(w, parent);
 			if (!ancestor)
 				continue;
-			err = note_fork(w, ancestor, ev->event_data.fork.child_tgid);
+			err = note_fork(w, ancestor, ev.event_data.fork.child_tgid);
 			if (err)
 				return err;
 		}
