@@ -239,7 +239,7 @@ def test_migrate(tree, predumps):
     _restore_and_verify(t, d)
 
 
-def test_deltas_are_small(tree):
+def test_deltas_are_small(tree, fork_events):
     """Each pre-dump after the first holds about what one step wrote."""
     t = tree()
     d, _ = _migrate(t, 3)
@@ -270,7 +270,7 @@ def _shm_changed(t, n=SHM_PAGES):
 
 
 @pytest.mark.parametrize("predumps", [0, 1, 2, 3])
-def test_shared_anon(tree, predumps):
+def test_shared_anon(tree, predumps, fork_events):
     """Anonymous shared memory of a parent and its child, written by both,
     through /proc/self/mem, by a child that drops its written PTEs or unmaps
     its whole mapping afterwards, by a grandchild that exits before the next

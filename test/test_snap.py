@@ -283,6 +283,8 @@ KINDS = [
 def test_chain_over_kinds(qwl, tmp_path, kind, pages, exact, request):
     """A base and five deltas; each equals the memory, each delta stores just
     what was written in between."""
+    if kind in ("shmem", "memfd-closed", "memfd", "sysv"):
+        request.getfixturevalue("fork_events")
     if kind == "thp":
         request.getfixturevalue("thp")
     rnd = random.Random(kind)
@@ -357,7 +359,7 @@ def test_mapping_changes(qwl, tmp_path):
     assert show(c.last)["depth"] == 6
 
 
-def test_fork_tree(qwl, tmp_path):
+def test_fork_tree(qwl, tmp_path, fork_events):
     w = qwl()
     addr, length = w.map(1, "anon", 64)
     saddr, slen = w.map(2, "shmem", 32)

@@ -107,6 +107,8 @@ KINDS = [
 def test_written_pages_reported(wl, kind, pages, exact, request):
     if kind == "thp":
         request.getfixturevalue("thp")
+    if kind in ("shmem", "memfd-closed", "memfd", "sysv"):
+        request.getfixturevalue("fork_events")
     w = wl()
     addr, length = w.map(1, kind, pages)
     w.cmd(f"write 1 0 {pages} 1")
@@ -481,7 +483,7 @@ def test_shmem_mapper_gone_after_writing(wl):
 
 
 @pytest.mark.parametrize("depth", [1, 2], ids=["child", "grandchild"])
-def test_shmem_written_by_child_that_exits(wl, depth):
+def test_shmem_written_by_child_that_exits(wl, fork_events, depth):
     """A process forked after a scan (or forked by such a process) writes the
     shared object and exits before the next scan: no page table of it is
     left to look at. The fork is seen (proc connector), so the window of the
@@ -501,9 +503,11 @@ def test_shmem_written_by_child_that_exits(wl, depth):
 
 
 @pytest.mark.parametrize("kind", ["anon", "shmem"])
-def test_written_through_proc_mem(wl, kind):
+def test_written_through_proc_mem(wl, kind, request):
     """Writes through /proc/self/mem fault the page in the task's own page
     table (FOLL_FORCE): reported page by page."""
+    if kind in ("shmem", "memfd-closed", "memfd", "sysv"):
+        request.getfixturevalue("fork_events")
     w = wl()
     addr, length = w.map(1, kind, 32)
     w.cmd("write 1 0 32 1")
@@ -514,7 +518,7 @@ def test_written_through_proc_mem(wl, kind):
     assert dirty_in(rep, w.pid, addr, addr + length) == 3
 
 
-def test_shmem_fd_of_requester_and_others(wl):
+def test_shmem_fd_of_requester_and_others(wl, fork_events):
     """The process that asks for the scan (a dumper: CRIU reads the objects
     through read-only descriptors while it asks) does not make an object
     shared. Any other process's descriptor does, a read-only one too (it can
@@ -547,7 +551,7 @@ def test_shmem_fd_of_requester_and_others(wl):
 @pytest.mark.xfail(strict=True, raises=AssertionError,
                    reason="known limit (README): a second mapping made by mremap(old_size 0), "
                           "written and unmapped between two scans is never seen")
-def test_shmem_duplicate_mapping_known_limit(wl):
+def test_shmem_duplicate_mapping_known_limit(wl, fork_events):
     w = wl()
     addr, length = w.map(1, "shmem", 32)
     w.cmd("write 1 0 32 1")
@@ -721,3 +725,26 @@ def test_many_regions_in_one_walk(wl):
     assert dirty_in(rep, w.pid, addr, addr + length) == pages // 2
     ranges = [r for r in task_ranges(rep, w.pid) if addr <= r[0] < addr + length]
     assert len(ranges) == pages // 2
+
+
+def test_shmem_without_fork_events(wl, monkeypatch):
+    """Without the proc connector's fork events (UFFDWP_NO_FORK_EVENTS runs the
+    holder as if there were none) a fork between two scans cannot be ruled
+    out: every tracked window of a shared object is dirty at every scan, and
+    no write is missed. Private memory stays exact."""
+    monkeypatch.setenv("UFFDWP_NO_FORK_EVENTS", "1")
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    aaddr, alength = w.map(2, "anon", 16)
+    w.cmd("write 1 0 32 1")
+    w.cmd("write 2 0 16 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("write 1 3 1 5")
+    w.cmd("write 2 5 1 5")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    assert dirty_in(rep, w.pid, aaddr, aaddr + alength) == 1
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    assert dirty_in(rep, w.pid, aaddr, aaddr + alength) == 0
