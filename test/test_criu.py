@@ -239,6 +239,20 @@ def test_migrate(tree, predumps):
     _restore_and_verify(t, d)
 
 
+def test_migrate_read_mode(tree):
+    """--pre-dump-mode read: pages copied with process_vm_readv after the tasks
+    run again, through one shared pipe (series 0018)."""
+    t = tree()
+    parent = None
+    for i in range(2):
+        _, d, log = t.run_criu("pre-dump", f"pre{i}", parent, extra=("--pre-dump-mode", "read"))
+        parent = d.name
+        t.do_step()
+    _, d, log = t.run_criu("dump", "dump", parent)
+    assert "uffdwp: criu: scan gen" in log
+    _restore_and_verify(t, d)
+
+
 def test_deltas_are_small(tree, fork_events):
     """Each pre-dump after the first holds about what one step wrote."""
     t = tree()
