@@ -243,19 +243,6 @@ static int verify(pthread_t th)
 	return 0;
 }
 
-static pid_t host_pid(void)
-{
-	char buf[32];
-	ssize_t n;
-
-	/* The host's /proc (no --mount-proc): /proc/self names our host pid. */
-	n = readlink("/proc/self", buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return getpid();
-	buf[n] = '\0';
-	return (pid_t)atoi(buf);
-}
-
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_wl [-H] [-c] [-s SEED] DIR PAGES RATE BATCH\n");
@@ -307,7 +294,7 @@ int main(int argc, char **argv)
 		fill(0, i);
 	if (pthread_create(&th, NULL, writer, NULL))
 		wl_die("pthread_create");
-	answer("ready", "%d\n", host_pid());
+	answer("ready", "%d\n", wl_host_pid());
 
 	for (;;) {
 		if (sigwait(&set, &sig))

@@ -265,44 +265,6 @@ static void setup(void)
 	apply(0);
 }
 
-/* Wait for DIR/NAME.child to say @k (any number if @k < 0); return the number. */
-static long wait_child(const char *name, long k)
-{
-	char path[4096], buf[32];
-	int fd, n, tries;
-	long v;
-
-	snprintf(path, sizeof(path), "%s/%s.child", dir, name);
-	for (tries = 0; tries < 60000; tries++) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			n = read(fd, buf, sizeof(buf) - 1);
-			close(fd);
-			if (n > 0) {
-				buf[n] = '\0';
-				v = strtol(buf, NULL, 10);
-				if (k < 0 || v == k)
-					return v;
-			}
-		}
-		usleep(1000);
-	}
-	exit(4);
-}
-
-static pid_t host_pid(void)
-{
-	char buf[32];
-	ssize_t n;
-
-	/* /proc is the host's (no --mount-proc): /proc/self names our host pid. */
-	n = readlink("/proc/self", buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return getpid();
-	buf[n] = '\0';
-	return (pid_t)atoi(buf);
-}
-
 int main(int argc, char **argv)
 {
 	sigset_t set;
@@ -329,9 +291,9 @@ int main(int argc, char **argv)
 		wl_die("fork");
 	if (!child) {
 		is_child = true;
-		answer("ready", "%d\n", host_pid());
+		answer("ready", "%d\n", wl_host_pid());
 	} else {
-		answer("ready", "%d %ld\n", host_pid(), wait_child("ready", -1));
+		answer("ready", "%d %ld\n", wl_host_pid(), wl_wait_child(dir, "ready", -1));
 	}
 
 	for (;;) {
@@ -342,7 +304,7 @@ int main(int argc, char **argv)
 			apply(step);
 			if (!is_child) {
 				kill(child, SIGUSR1);
-				wait_child("step", step);
+				wl_wait_child(dir, "step", step);
 			}
 			answer("step", "%u\n", step);
 		} else if (sig == SIGUSR2) {

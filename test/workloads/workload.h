@@ -6,10 +6,13 @@
 #ifndef UFFDWP_WORKLOAD_H__
 #define UFFDWP_WORKLOAD_H__
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 /* Print a line to stdout and flush it: the test reads it as a signal. */
 static inline void wl_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -37,6 +40,50 @@ static inline uint8_t wl_pattern(uint32_t seed, uint64_t page, uint64_t byte)
 
 	x ^= x >> 29;
 	return (uint8_t)(x ? x : 1);
+}
+
+/*
+ * Our pid as the host sees it: /proc is the host's (no --mount-proc), so
+ * /proc/self names it even inside a pid namespace.
+ */
+static inline pid_t wl_host_pid(void)
+{
+	char buf[32];
+	ssize_t n;
+
+	n = readlink("/proc/self", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return getpid();
+	buf[n] = '\0';
+	return (pid_t)atoi(buf);
+}
+
+/*
+ * Wait (up to a minute) for DIR/NAME.child to say @k, any number if @k < 0;
+ * return the number. Exits 4 on timeout.
+ */
+static inline long wl_wait_child(const char *dir, const char *name, long k)
+{
+	char path[4096], buf[32];
+	int fd, n, tries;
+	long v;
+
+	snprintf(path, sizeof(path), "%s/%s.child", dir, name);
+	for (tries = 0; tries < 60000; tries++) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				v = strtol(buf, NULL, 10);
+				if (k < 0 || v == k)
+					return v;
+			}
+		}
+		usleep(1000);
+	}
+	exit(4);
 }
 
 #endif /* UFFDWP_WORKLOAD_H__ */
