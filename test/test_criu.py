@@ -353,14 +353,18 @@ def test_failed_predump_keeps_writes(tree, tiny_fs):
     t.run_criu("pre-dump", "pre0")
     t.do_step()
     # The delta does not fit: the pre-dump fails while writing, after the scan.
-    cmd = [t.criu, "pre-dump", "-t", str(t.root), "-D", str(tiny_fs), "-L", t.plugdir,
-           "-v4", "-o", "pre-dump.log", "--uffd-wp-track", "--prev-images-dir", "../pre0"]
+    # Its log goes elsewhere (-W): on the full filesystem it would be cut short.
+    work = t.base / "tiny-work"
+    work.mkdir()
+    cmd = [t.criu, "pre-dump", "-t", str(t.root), "-D", str(tiny_fs), "-W", str(work),
+           "-L", t.plugdir, "-v4", "-o", "pre-dump.log", "--uffd-wp-track",
+           "--prev-images-dir", "../pre0"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                        stdin=subprocess.DEVNULL)
-    log = _read(tiny_fs / "pre-dump.log") or ""
+    log = _read(work / "pre-dump.log") or ""
     assert r.returncode != 0, "pre-dump into 1 MiB succeeded"
     assert "uffdwp: criu: scan gen" in log and "stays pending" in log, _log_tail(
-        tiny_fs / "pre-dump.log")
+        work / "pre-dump.log")
     t.run_criu("pre-dump", "pre1", "pre0")
     t.do_step()
     _, d, _ = t.run_criu("dump", "dump", "pre1")
