@@ -492,6 +492,8 @@ def test_shmem_written_by_child_that_exits(wl, fork_events, depth):
     addr, length = w.map(1, "shmem", 32)
     w.cmd("write 1 0 32 1")
     t = Tracked(w, tree=True)
+    _, st, _ = uffdwp("track", "status", "-t", w.pid)
+    assert st["fork_events"] is True
     t.round()
     w.cmd(f"forkexit 1 7 2 5 {depth}")
     rep = t.round()
@@ -739,6 +741,10 @@ def test_shmem_without_fork_events(wl, monkeypatch):
     w.cmd("write 1 0 32 1")
     w.cmd("write 2 0 16 1")
     t = Tracked(w)
+    _, st, _ = uffdwp("track", "status", "-t", w.pid)
+    assert st["fork_events"] is False
+    _, text, _ = uffdwp("track", "status", "-t", w.pid, json_out=False)
+    assert "no fork events: shared memory counts as written at every scan" in text
     t.round()
     w.cmd("write 1 3 1 5")
     w.cmd("write 2 5 1 5")

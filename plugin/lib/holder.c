@@ -528,6 +528,7 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		hs->uptime_ms = mono_ms() - started_ms;
 		hs->tracker_mem_bytes = uffdwp_tracker__mem_bytes(*tp);
 		hs->holder_rss_bytes = self_rss();
+		hs->fork_events = uffdwp_tracker__fork_events(*tp);
 		if (!buf_put(&out, hs, sizeof(*hs)))
 			msg_send(cfd, RESP_STATUS, &out);
 		break;

@@ -44,6 +44,8 @@ struct uffdwp_holder_status {
 	uint64_t uptime_ms;
 	uint64_t tracker_mem_bytes;
 	uint64_t holder_rss_bytes;
+	/* Fork events are watched; 0: shared memory counts as written at every scan. */
+	uint32_t fork_events;
 	/* What the caller said its last committed images are (commit_tag). */
 	uint8_t tag[UFFDWP_HOLDER_TAG_LEN];
 };

@@ -1132,6 +1132,11 @@ void uffdwp_tracker__set_requester(struct uffdwp_tracker *t, pid_t pid)
 	t->requester = pid;
 }
 
+bool uffdwp_tracker__fork_events(const struct uffdwp_tracker *t)
+{
+	return t && t->fw;
+}
+
 int uffdwp_tracker__event_fd(const struct uffdwp_tracker *t)
 {
 	return t && t->fw ? uffdwp_forkwatch__fd(t->fw) : -1;

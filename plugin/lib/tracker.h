@@ -126,6 +126,13 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out);
 void uffdwp_tracker__set_requester(struct uffdwp_tracker *t, pid_t pid);
 
 /*
+ * Whether fork events come (forkwatch.h). Without them a fork between two
+ * scans cannot be ruled out and shared memory counts as written at every
+ * scan.
+ */
+bool uffdwp_tracker__fork_events(const struct uffdwp_tracker *t);
+
+/*
  * The images holding everything scan @gen returned are durable: forget it
  * and all older generations. Returns 0, or -EINVAL if @gen was never
  * returned.
