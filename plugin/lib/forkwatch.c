@@ -296,8 +296,9 @@ int uffdwp_forkwatch__drain(struct uffdwp_forkwatch *w, bool (*watched)(void *ar
 			if (!ancestor)
 				continue;
 			err = note_fork(w, ancestor, ev.event_data.fork.child_tgid);
+			/* Out of memory: a fork not remembered counts as every fork. */
 			if (err)
-				return err;
+				w->lost = true;
 		}
 	}
 }

@@ -37,8 +37,10 @@ int uffdwp_forkwatch__fd(const struct uffdwp_forkwatch *w);
 
 /*
  * Read every pending event. @watched says whether a process (tgid) is one
- * of ours. Returns 0 or -ENOMEM; events the kernel dropped (a full socket
- * buffer) are noted as lost, not returned as an error.
+ * of ours. Returns 0: events the kernel dropped (a full socket buffer) and
+ * forks we had no memory to remember are noted as lost, so that every
+ * process counts as forked, never returned as an error (the holder reads
+ * events between scans and has nobody to tell).
  */
 int uffdwp_forkwatch__drain(struct uffdwp_forkwatch *w, bool (*watched)(void *arg, pid_t pid),
 			    void *arg);

@@ -164,7 +164,8 @@ void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
  * A descriptor that becomes readable when the tracker has events to read
  * (forks, see forkwatch.h), or -1. A long-lived owner polls it and calls
  * read_events(), so that bursts between scans do not overflow; scans read
- * them anyway. read_events() returns 0 or -ENOMEM.
+ * them anyway. read_events() returns 0: what it cannot keep counts as a
+ * fork of every task.
  */
 int uffdwp_tracker__event_fd(const struct uffdwp_tracker *t);
 int uffdwp_tracker__read_events(struct uffdwp_tracker *t);
