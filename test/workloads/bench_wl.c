@@ -96,23 +96,6 @@ static bool check(uint64_t s, uint64_t page)
 	return true;
 }
 
-static void answer(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void answer(const char *name, const char *fmt, ...)
-{
-	char path[4096], tmp[4100], buf[256];
-	va_list ap;
-	int fd, n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, buf, n) != n || close(fd) || rename(tmp, path))
-		exit(3);
-}
-
 /* N of the last DIR/step answer (0: none). */
 static uint64_t answered(void)
 {
@@ -220,26 +203,27 @@ static int verify(pthread_t th)
 	/* The count lives in dumped memory too: a stale copy would make stale pages look right. */
 	n = atomic_load(&nwritten);
 	if (n < want || (!continuous && n != want)) {
-		answer("verify", "bad count %llu, answered %llu\n", (unsigned long long)n,
-		       (unsigned long long)want);
+		wl_answer(dir, false, "verify", "bad count %llu, answered %llu\n",
+			  (unsigned long long)n, (unsigned long long)want);
 		return 1;
 	}
 	last = calloc(npages, sizeof(*last));
 	if (!last) {
-		answer("verify", "bad calloc\n");
+		wl_answer(dir, false, "verify", "bad calloc\n");
 		return 1;
 	}
 	for (i = 0; i < n; i++)
 		last[pick(i)] = i + 1;
 	for (i = 0; i < npages; i++) {
 		if (!check(last[i], i)) {
-			answer("verify", "bad page %llu seed %llu of %llu writes\n",
-			       (unsigned long long)i, (unsigned long long)last[i],
-			       (unsigned long long)n);
+			wl_answer(dir, false, "verify", "bad page %llu seed %llu of %llu writes\n",
+				  (unsigned long long)i, (unsigned long long)last[i],
+				  (unsigned long long)n);
 			return 1;
 		}
 	}
-	answer("verify", "ok %llu %llu\n", (unsigned long long)n, (unsigned long long)npages);
+	wl_answer(dir, false, "verify", "ok %llu %llu\n", (unsigned long long)n,
+		  (unsigned long long)npages);
 	return 0;
 }
 
@@ -294,7 +278,7 @@ int main(int argc, char **argv)
 		fill(0, i);
 	if (pthread_create(&th, NULL, writer, NULL))
 		wl_die("pthread_create");
-	answer("ready", "%d\n", wl_host_pid());
+	wl_answer(dir, false, "ready", "%d\n", wl_host_pid());
 
 	for (;;) {
 		if (sigwait(&set, &sig))
@@ -309,8 +293,8 @@ int main(int argc, char **argv)
 					pthread_cond_wait(&cond, &lock);
 			}
 			pthread_mutex_unlock(&lock);
-			answer("step", "%u %llu\n", grants,
-			       (unsigned long long)atomic_load(&nwritten));
+			wl_answer(dir, false, "step", "%u %llu\n", grants,
+				  (unsigned long long)atomic_load(&nwritten));
 		} else if (sig == SIGUSR2) {
 			return verify(th);
 		}

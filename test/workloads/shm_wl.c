@@ -203,47 +203,14 @@ static void apply(uint32_t t)
 	}
 }
 
-static void answer(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void answer(const char *name, const char *fmt, ...)
-{
-	char path[4096], tmp[4100], buf[256];
-	va_list ap;
-	int fd, n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	snprintf(path, sizeof(path), "%s/%s%s", dir, name, is_child ? ".child" : "");
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	/* Open, write, close, rename: no descriptor stays open across a dump. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, buf, n) != n || close(fd) || rename(tmp, path))
-		exit(3);
-}
-
-static long step_answered(void)
-{
-	char path[4096], buf[32];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/step%s", dir, is_child ? ".child" : "");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return strtol(buf, NULL, 10);
-}
-
 static int verify(void)
 {
 	size_t i;
 	int r;
 
-	if (step_answered() != step) {
-		answer("verify", "bad step %u, answered %ld\n", step, step_answered());
+	if (wl_step_answered(dir, is_child) != step) {
+		wl_answer(dir, is_child, "verify", "bad step %u, answered %ld\n", step,
+			  wl_step_answered(dir, is_child));
 		return 1;
 	}
 	for (r = 0; r < R__MAX; r++) {
@@ -251,12 +218,13 @@ static int verify(void)
 			continue;
 		for (i = 0; i < npages; i++) {
 			if (!check(reg[r] + i * PG, expect(r, i, step), i)) {
-				answer("verify", "bad %s %zu %u\n", rname[r], i, step);
+				wl_answer(dir, is_child, "verify", "bad %s %zu %u\n", rname[r], i,
+					  step);
 				return 1;
 			}
 		}
 	}
-	answer("verify", "ok %u\n", step);
+	wl_answer(dir, is_child, "verify", "ok %u\n", step);
 	return 0;
 }
 
@@ -317,9 +285,10 @@ int main(int argc, char **argv)
 	if (!child) {
 		is_child = true;
 		touch_written();
-		answer("ready", "%d\n", wl_host_pid());
+		wl_answer(dir, is_child, "ready", "%d\n", wl_host_pid());
 	} else {
-		answer("ready", "%d %ld\n", wl_host_pid(), wl_wait_child(dir, "ready", -1));
+		wl_answer(dir, is_child, "ready", "%d %ld\n", wl_host_pid(),
+			  wl_wait_child(dir, "ready", -1));
 	}
 
 	for (;;) {
@@ -333,7 +302,7 @@ int main(int argc, char **argv)
 				kill(child, SIGUSR1);
 				wl_wait_child(dir, "step", step);
 			}
-			answer("step", "%u\n", step);
+			wl_answer(dir, is_child, "step", "%u\n", step);
 		} else if (sig == SIGUSR2) {
 			int bad = 0;
 
@@ -346,7 +315,7 @@ int main(int argc, char **argv)
 			if (verify())
 				return 1;
 			if (bad)
-				answer("verify", "bad child %u\n", step);
+				wl_answer(dir, is_child, "verify", "bad child %u\n", step);
 			return bad;
 		}
 	}

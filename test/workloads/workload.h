@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,46 @@ static inline uint8_t wl_pattern(uint32_t seed, uint64_t page, uint64_t byte)
 
 	x ^= x >> 29;
 	return (uint8_t)(x ? x : 1);
+}
+
+/*
+ * Write DIR/NAME (DIR/NAME.child for @child) with open, write, close and
+ * rename: the test never reads half an answer, and no descriptor stays open
+ * across a dump. Exits 3 on failure.
+ */
+static inline void wl_answer(const char *dir, bool child, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void wl_answer(const char *dir, bool child, const char *name, const char *fmt, ...)
+{
+	char path[4096], tmp[4100], buf[256];
+	va_list ap;
+	int fd, n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(path, sizeof(path), "%s/%s%s", dir, name, child ? ".child" : "");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write(fd, buf, n) != n || close(fd) || rename(tmp, path))
+		exit(3);
+}
+
+/* The step last answered, from DIR/step (DIR/step.child for @child); 0: none yet. */
+static inline long wl_step_answered(const char *dir, bool child)
+{
+	char path[4096], buf[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/step%s", dir, child ? ".child" : "");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strtol(buf, NULL, 10);
 }
 
 /*
