@@ -44,35 +44,6 @@ static const char *dir;
 static volatile uint32_t step; /* in memory, dumped with the rest */
 static bool is_child;
 
-static uint64_t word(uint32_t seed, uint64_t page, uint64_t j)
-{
-	uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ULL ^ (page * 0xbf58476d1ce4e5b9ULL) ^
-		     (j * 0x94d049bb133111ebULL);
-
-	x ^= x >> 31;
-	return x | 1; /* never zero: a zero page is never a written one */
-}
-
-static void fill(char *p, uint32_t seed, uint64_t page)
-{
-	uint64_t *w = (uint64_t *)p;
-	size_t j;
-
-	for (j = 0; j < PG / 8; j++)
-		w[j] = word(seed, page, j);
-}
-
-static bool check(const char *p, uint32_t seed, uint64_t page)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t j;
-
-	for (j = 0; j < PG / 8; j++)
-		if (w[j] != (seed ? word(seed, page, j) : 0))
-			return false;
-	return true;
-}
-
 /*
  * The seed page @i of region @r holds after steps 1..@k of the parent or,
  * with @child, of the child (which starts from the parent's step 0). 0 is
@@ -149,7 +120,7 @@ static void apply(uint32_t k)
 			else if (r == R_FILE && !now)
 				continue;
 			else
-				fill(reg[r] + i * PG, now, i);
+				wl_fill_page(reg[r] + i * PG, now, i);
 		}
 	}
 }
@@ -174,7 +145,7 @@ static int verify(void)
 
 			if (r == R_FILE && !s)
 				s = 7;
-			if (!check(reg[r] + i * PG, s, i)) {
+			if (!wl_check_page(reg[r] + i * PG, s, i)) {
 				wl_answer(dir, is_child, "verify", "bad %s %zu %u\n", rname[r], i,
 					  step);
 				return 1;
@@ -196,7 +167,7 @@ static char *map_file(void)
 	if (fd < 0)
 		wl_die("open wl.data");
 	for (i = 0; i < npages; i++) {
-		fill(page, 7, i);
+		wl_fill_page(page, 7, i);
 		if (write(fd, page, PG) != (ssize_t)PG)
 			wl_die("write wl.data");
 	}

@@ -55,35 +55,6 @@ static const char *dir;
 static volatile uint32_t step; /* in memory, dumped with the rest */
 static bool is_child;
 
-static uint64_t word(uint32_t seed, uint64_t page, uint64_t j)
-{
-	uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ULL ^ (page * 0xbf58476d1ce4e5b9ULL) ^
-		     (j * 0x94d049bb133111ebULL);
-
-	x ^= x >> 31;
-	return x | 1; /* never zero: a zero page is never a written one */
-}
-
-static void fill(char *p, uint32_t seed, uint64_t page)
-{
-	uint64_t *w = (uint64_t *)p;
-	size_t j;
-
-	for (j = 0; j < PG / 8; j++)
-		w[j] = word(seed, page, j);
-}
-
-static bool check(const char *p, uint32_t seed, uint64_t page)
-{
-	const uint64_t *w = (const uint64_t *)p;
-	size_t j;
-
-	for (j = 0; j < PG / 8; j++)
-		if (w[j] != (seed ? word(seed, page, j) : 0))
-			return false;
-	return true;
-}
-
 static uint32_t seed_of(int r, int who, uint32_t t)
 {
 	return (uint32_t)r * 100000 + (uint32_t)who * 1000 + t + 1;
@@ -139,7 +110,7 @@ static void write_mem(char *addr, uint32_t seed, uint64_t page)
 	char buf[PG];
 	int fd;
 
-	fill(buf, seed, page);
+	wl_fill_page(buf, seed, page);
 	fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
 	if (fd < 0 || pwrite(fd, buf, PG, (off_t)(uintptr_t)addr) != (ssize_t)PG)
 		wl_die("write /proc/self/mem");
@@ -157,7 +128,8 @@ static void grandchild_writes(uint32_t t)
 	if (!p) {
 		for (i = 0; i < npages; i++)
 			if (writer(R_MAIN, i, t) == W_GRANDCHILD)
-				fill(reg[R_MAIN] + i * PG, seed_of(R_MAIN, W_GRANDCHILD, t), i);
+				wl_fill_page(reg[R_MAIN] + i * PG, seed_of(R_MAIN, W_GRANDCHILD, t),
+					     i);
 		_exit(0);
 	}
 	if (waitpid(p, &status, 0) != p || !WIFEXITED(status) || WEXITSTATUS(status))
@@ -179,13 +151,13 @@ static void apply(uint32_t t)
 			uint32_t s = seed_of(r, w, t);
 
 			if (!is_child && w == W_PARENT)
-				fill(p, s, i);
+				wl_fill_page(p, s, i);
 			else if (!is_child && w == W_MEM)
 				write_mem(p, s, i);
 			else if (is_child && w == W_CHILD)
-				fill(p, s, i);
+				wl_fill_page(p, s, i);
 			else if (is_child && w == W_DROPPED) {
-				fill(p, s, i);
+				wl_fill_page(p, s, i);
 				if (madvise(p, PG, MADV_DONTNEED))
 					wl_die("madvise");
 			} else if (is_child && r == R_SPARSE && (i + t) % 32 == 16 &&
@@ -217,7 +189,7 @@ static int verify(void)
 		if (!reg[r])
 			continue;
 		for (i = 0; i < npages; i++) {
-			if (!check(reg[r] + i * PG, expect(r, i, step), i)) {
+			if (!wl_check_page(reg[r] + i * PG, expect(r, i, step), i)) {
 				wl_answer(dir, is_child, "verify", "bad %s %zu %u\n", rname[r], i,
 					  step);
 				return 1;
@@ -240,7 +212,7 @@ static void setup(void)
 			wl_die("mmap");
 		for (i = 0; i < npages; i++)
 			if (expect(r, i, 0))
-				fill(reg[r] + i * PG, expect(r, i, 0), i);
+				wl_fill_page(reg[r] + i * PG, expect(r, i, 0), i);
 	}
 }
 

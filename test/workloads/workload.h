@@ -44,6 +44,39 @@ static inline uint8_t wl_pattern(uint32_t seed, uint64_t page, uint64_t byte)
 }
 
 /*
+ * Page contents of criu_wl and shm_wl: word @j of @page for @seed, never
+ * zero (a zero page is never a written one); seed 0 is an all-zero page.
+ */
+static inline uint64_t wl_word(uint32_t seed, uint64_t page, uint64_t j)
+{
+	uint64_t x = (seed + 1) * 0x9e3779b97f4a7c15ULL ^ (page * 0xbf58476d1ce4e5b9ULL) ^
+		     (j * 0x94d049bb133111ebULL);
+
+	x ^= x >> 31;
+	return x | 1;
+}
+
+static inline void wl_fill_page(char *p, uint32_t seed, uint64_t page)
+{
+	uint64_t *w = (uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < 4096 / 8; j++)
+		w[j] = wl_word(seed, page, j);
+}
+
+static inline bool wl_check_page(const char *p, uint32_t seed, uint64_t page)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	size_t j;
+
+	for (j = 0; j < 4096 / 8; j++)
+		if (w[j] != (seed ? wl_word(seed, page, j) : 0))
+			return false;
+	return true;
+}
+
+/*
  * Write DIR/NAME (DIR/NAME.child for @child) with open, write, close and
  * rename: the test never reads half an answer, and no descriptor stays open
  * across a dump. Exits 3 on failure.
