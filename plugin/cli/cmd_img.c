@@ -174,7 +174,7 @@ struct img_args {
 	char **pos;
 };
 
-/* Returns 0, 1 (error printed) or 2 (usage). */
+/* Returns 0 to go on, 2 (usage error, usage printed) or 3 (--help printed). */
 static int parse_args(int argc, char **argv, struct img_args *a, const char *usage)
 {
 	uint64_t v;
@@ -241,6 +241,23 @@ static int parse_args(int argc, char **argv, struct img_args *a, const char *usa
 	a->npos = argc - optind;
 	a->pos = argv + optind;
 	return 0;
+}
+
+/*
+ * parse_args() for a command whose one positional argument is an images
+ * directory. Returns -1 to go on, else the exit code (0 after --help).
+ */
+static int parse_dir_args(int argc, char **argv, struct img_args *a)
+{
+	int r = parse_args(argc, argv, a, img_usage);
+
+	if (r)
+		return r == 3 ? 0 : r;
+	if (a->npos != 1) {
+		fputs(img_usage, stderr);
+		return 2;
+	}
+	return -1;
 }
 
 /* -------------------------------------------------------------------- show */
@@ -329,13 +346,9 @@ static int img_show(int argc, char **argv)
 	struct img_args a;
 	int r;
 
-	r = parse_args(argc, argv, &a, img_usage);
-	if (r)
-		return r == 3 ? 0 : r;
-	if (a.npos != 1) {
-		fputs(img_usage, stderr);
-		return 2;
-	}
+	r = parse_dir_args(argc, argv, &a);
+	if (r >= 0)
+		return r;
 	img = uffdwp_img__open(a.pos[0]);
 	if (!img)
 		return 1;
@@ -357,13 +370,9 @@ static int img_verify(int argc, char **argv)
 	size_t i, n;
 	int r, err;
 
-	r = parse_args(argc, argv, &a, img_usage);
-	if (r)
-		return r == 3 ? 0 : r;
-	if (a.npos != 1) {
-		fputs(img_usage, stderr);
-		return 2;
-	}
+	r = parse_dir_args(argc, argv, &a);
+	if (r >= 0)
+		return r;
 	c = uffdwp_chain__open(a.pos[0]);
 	err = c ? uffdwp_chain__verify(c) : -errno;
 	if (cli_json) {
@@ -451,13 +460,9 @@ static int img_stats(int argc, char **argv)
 	size_t i, k;
 	int r;
 
-	r = parse_args(argc, argv, &a, img_usage);
-	if (r)
-		return r == 3 ? 0 : r;
-	if (a.npos != 1) {
-		fputs(img_usage, stderr);
-		return 2;
-	}
+	r = parse_dir_args(argc, argv, &a);
+	if (r >= 0)
+		return r;
 	c = uffdwp_chain__open(a.pos[0]);
 	if (!c)
 		return 1;
