@@ -4,6 +4,7 @@
 #define UFFDWP_CLI_H__
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Each returns the process exit code: 0 success, 1 failure, 2 usage. */
 int cmd_track(int argc, char **argv);
@@ -15,6 +16,9 @@ int cmd_debug(int argc, char **argv);
 /* Set by the global --json / -v options, before the subcommand runs. */
 extern bool cli_json;
 extern int cli_verbose;
+
+/* @s as a JSON string: quoted, with quotes, backslashes and control characters escaped. */
+void cli_json_str(FILE *f, const char *s);
 
 /* Parse a pid argument; prints the error and returns -1 if it is not one. */
 int cli_parse_pid(const char *arg);

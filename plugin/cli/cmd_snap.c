@@ -227,31 +227,17 @@ static const char *mode_name(enum uffdwp_snap_mode m)
 	return "?";
 }
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
-		else
-			putchar(*s);
-	}
-	putchar('"');
-}
-
 static void print_json(const struct uffdwp_snap_opts *a, const struct uffdwp_snap_result *r)
 {
 	char id[2 * UFFDWP_IMG_ID_LEN + 1];
 	uint64_t stored = r->st.pages_file + r->st.index_bytes;
 
 	printf("{\"pid\": %d, \"dir\": ", a->pid);
-	json_str(a->dir);
+	cli_json_str(stdout, a->dir);
 	printf(", \"id\": \"%s\", \"mode\": \"%s\", \"parent\": ", uffdwp_img__id_str(r->id, id),
 	       r->mode == UFFDWP_SNAP_DELTA ? "delta" : "full");
 	if (r->mode == UFFDWP_SNAP_DELTA)
-		json_str(a->parent);
+		cli_json_str(stdout, a->parent);
 	else
 		printf("null");
 	printf(", \"tracking_lost\": %s, \"holder_started\": %s, \"tracked\": %s, "
