@@ -349,6 +349,46 @@ def test_holder_killed_means_all_dirty(wl):
     uffdwp("track", "start", "-t", w.pid)
 
 
+def test_killed_holder_files_swept(wl):
+    """A killed holder cannot clean up; the next holder to start, for any
+    process, takes its lock and removes what it left. A live holder's
+    files stay."""
+    a, b, c = wl(), wl(), wl()
+    _, sa, _ = uffdwp("track", "start", "-t", a.pid)
+    uffdwp("track", "start", "-t", b.pid)
+    # Something said in the log is kept; an empty log goes.
+    with open(holder_file(a.pid, "log"), "a") as f:
+        f.write("a line the dead holder wrote\n")
+    # Logs of holders long gone go after a week; newer ones stay.
+    old_log, new_log = holder_file(4999999, "log"), holder_file(4999998, "log")
+    try:
+        for path, age in ((old_log, 8 * 86400), (new_log, 6 * 86400)):
+            with open(path, "w") as f:
+                f.write("said something\n")
+            os.utime(path, (time.time() - age, time.time() - age))
+        os.kill(sa["holder_pid"], signal.SIGKILL)
+        for _ in range(100):
+            if not os.path.exists(f"/proc/{sa['holder_pid']}"):
+                break
+            time.sleep(0.05)
+        assert os.path.exists(holder_file(a.pid, "lock"))
+        assert os.path.exists(holder_file(a.pid, "sock"))
+        uffdwp("track", "start", "-t", c.pid)
+        assert not os.path.exists(holder_file(a.pid, "lock")), "dead holder's lock left"
+        assert not os.path.exists(holder_file(a.pid, "sock")), "dead holder's socket left"
+        assert os.path.exists(holder_file(a.pid, "log")), "a log with text was removed"
+        assert not os.path.exists(old_log), "a week-old log of a gone holder stayed"
+        assert os.path.exists(new_log), "a recent log was removed"
+        for w in (b, c):
+            assert os.path.exists(holder_file(w.pid, "sock"))
+            rc, st, _ = uffdwp("track", "status", "-t", w.pid)
+            assert st["tracked"]
+    finally:
+        for path in (old_log, new_log, holder_file(a.pid, "log")):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
 def test_second_tracker_refused(wl):
     w = wl()
     uffdwp("track", "start", "-t", w.pid)

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 #define LOG_PREFIX "holder: "
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,6 +342,81 @@ static int run_dir_prepare(void)
 		return err;
 	}
 	return 0;
+}
+
+/* The lock we hold on @fd is the one at @path, not one a holder unlinked. */
+static bool lock_is_current(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return !fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* How long the log of a holder that is gone is kept for its reader. */
+#define HOLDER_LOG_KEEP_S (7 * 24 * 3600)
+
+/* A log whose holder is gone (no lock file) and that is older than a week. */
+static void sweep_old_log(char *path, size_t n, time_t now)
+{
+	struct stat st;
+
+	strcpy(path + n - 3, "lock");
+	if (!access(path, F_OK))
+		return;
+	strcpy(path + n - 3, "log");
+	if (!lstat(path, &st) && S_ISREG(st.st_mode) && st.st_mtime + HOLDER_LOG_KEEP_S < now)
+		unlink(path);
+}
+
+/*
+ * A holder that was killed (SIGKILL, OOM) leaves its lock, socket and log
+ * behind. Whoever takes such a lock knows its holder is dead: take the
+ * files away, keeping a log that says something (for a week).
+ */
+static void run_dir_sweep(void)
+{
+	time_t now = time(NULL);
+	char path[PATH_MAX];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	d = opendir(UFFDWP_RUN_DIR);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		int fd, n;
+
+		if (len < 5)
+			continue;
+		n = snprintf(path, sizeof(path), UFFDWP_RUN_DIR "/%s", de->d_name);
+		if (n < 0 || (size_t)n >= sizeof(path) - 1)
+			continue;
+		if (!strcmp(de->d_name + len - 4, ".log")) {
+			sweep_old_log(path, n, now);
+			continue;
+		}
+		if (len < 6 || strcmp(de->d_name + len - 5, ".lock"))
+			continue;
+		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		if (!flock(fd, LOCK_EX | LOCK_NB) && lock_is_current(fd, path)) {
+			char *dot = path + n - 4;
+
+			strcpy(dot, "sock");
+			unlink(path);
+			strcpy(dot, "log");
+			if (!stat(path, &st) && !st.st_size)
+				unlink(path);
+			strcpy(dot, "lock");
+			/* Unlinked while held, as a holder does on its way out. */
+			unlink(path);
+		}
+		close(fd);
+	}
+	closedir(d);
 }
 
 int uffdwp_holder_path(pid_t pid, const char *kind, char *buf, size_t len)
@@ -690,20 +768,27 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 	err = run_dir_prepare();
 	if (err)
 		return err;
+	run_dir_sweep();
 	uffdwp_holder_path(opts->track.pid, "lock", path, sizeof(path));
-	lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0) {
-		err = -errno;
-		pr_perror("open %s", path);
-		return err;
-	}
-	if (flock(lockfd, LOCK_EX | LOCK_NB)) {
-		n = pread(lockfd, buf, sizeof(buf) - 1, 0);
-		buf[n > 0 ? n : 0] = '\0';
-		pr_err("process %d is already tracked by holder %s\n", opts->track.pid,
-		       n > 0 ? buf : "?");
+	for (;;) {
+		lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (lockfd < 0) {
+			err = -errno;
+			pr_perror("open %s", path);
+			return err;
+		}
+		if (flock(lockfd, LOCK_EX | LOCK_NB)) {
+			n = pread(lockfd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			pr_err("process %d is already tracked by holder %s\n", opts->track.pid,
+			       n > 0 ? buf : "?");
+			close(lockfd);
+			return -EBUSY;
+		}
+		/* A holder leaving (or a sweep) unlinked it after we opened it: again. */
+		if (lock_is_current(lockfd, path))
+			break;
 		close(lockfd);
-		return -EBUSY;
 	}
 	if (pipe2(p, O_CLOEXEC)) {
 		err = -errno;
