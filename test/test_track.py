@@ -178,6 +178,11 @@ def test_shmem_mapped_outside_tree_always_dirty(wl):
     w.fork("forkwrite 1 3 1 8")
     rep = t.round()
     assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    # Once seen outside, always dirty (later scans no longer look).
+    for _ in range(2):
+        rep = t.round()
+        assert dirty_in(rep, w.pid, addr, addr + length) == 32
+        assert rep["shmem_shared_objects"] >= 1
 
 
 def test_fork_new_task_whole_dirty(wl):

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
@@ -17,6 +18,7 @@
 
 #include "log.h"
 #include "procfs.h"
+#include "uapi/uffdwp-uapi.h"
 
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
@@ -380,16 +382,61 @@ static void scan_fds(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, boo
 	closedir(d);
 }
 
+/*
+ * The file-backed mappings of the process behind @fd (its /proc/PID/maps)
+ * through PROCMAP_QUERY: no text, no path names, anonymous mappings
+ * skipped in the kernel. 0, or -ENOTTY where the kernel has no
+ * PROCMAP_QUERY, or another -errno after which the text is read instead.
+ */
+static int query_maps(int fd, const struct uffdwp_obj_id *objs, size_t nr, bool *seen)
+{
+	struct procmap_query q;
+	uint64_t addr = 0;
+	int i;
+
+	for (;;) {
+		memset(&q, 0, sizeof(q));
+		q.size = sizeof(q);
+		q.query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA | PROCMAP_QUERY_FILE_BACKED_VMA;
+		q.query_addr = addr;
+		if (ioctl(fd, PROCMAP_QUERY, &q))
+			return errno == ENOENT ? 0 : -errno;
+		/* A VMA ending at or before where we asked: the kernel went back. */
+		if (q.vma_end <= addr)
+			return -EIO;
+		i = obj_index(objs, nr, makedev(q.dev_major, q.dev_minor), q.inode);
+		if (i >= 0)
+			seen[i] = true;
+		addr = q.vma_end;
+	}
+}
+
 static void scan_maps(pid_t pid, const struct uffdwp_obj_id *objs, size_t nr, bool *seen)
 {
+	static bool no_query;
 	char path[64], *line = NULL;
 	size_t len = 0;
 	FILE *f;
+	int fd, err;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return;
+	if (!no_query) {
+		err = query_maps(fd, objs, nr, seen);
+		if (!err) {
+			close(fd);
+			return;
+		}
+		if (err == -ENOTTY || err == -EINVAL)
+			no_query = true;
+	}
+	f = fdopen(fd, "re");
+	if (!f) {
+		close(fd);
+		return;
+	}
 	while (getline(&line, &len, f) > 0) {
 		unsigned int maj, mnr;
 		unsigned long long ino;

@@ -937,6 +937,7 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 			      struct uffdwp_report *rep)
 {
 	struct uffdwp_obj_id *ids = NULL;
+	size_t *idx = NULL;
 	pid_t *pids = NULL;
 	bool *seen = NULL;
 	size_t i, n = 0;
@@ -992,33 +993,42 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 		return 0;
 
 	ids = calloc(t->nr_objs, sizeof(*ids));
+	idx = calloc(t->nr_objs, sizeof(*idx));
 	seen = calloc(t->nr_objs, sizeof(*seen));
 	pids = calloc(t->nr_tasks, sizeof(*pids));
-	if (!ids || !seen || !pids) {
+	if (!ids || !idx || !seen || !pids) {
 		err = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < t->nr_objs; i++)
-		ids[i] = t->objs[i].id;
+	/*
+	 * Only objects not yet known to be shared outside: a tainted one stays
+	 * dirty whole, so when all are, nobody else's fds and maps are read
+	 * (on a busy host that is most of a scan's time).
+	 */
+	n = 0;
+	for (i = 0; i < t->nr_objs; i++) {
+		if (!t->objs[i].used || t->objs[i].tainted)
+			continue;
+		idx[n] = i;
+		ids[n++] = t->objs[i].id;
+	}
 	for (i = 0; i < t->nr_tasks; i++)
 		pids[i] = t->tasks[i].pid;
 	qsort(pids, t->nr_tasks, sizeof(*pids), pid_cmp);
-	err =
-	    uffdwp_proc_find_outside_users(ids, t->nr_objs, pids, t->nr_tasks, t->requester, seen);
-	if (err) {
+	if (n && uffdwp_proc_find_outside_users(ids, n, pids, t->nr_tasks, t->requester, seen)) {
 		/* Cannot tell who else uses them: all are shared then. */
-		for (i = 0; i < t->nr_objs; i++)
+		for (i = 0; i < n; i++)
 			seen[i] = true;
-		err = 0;
 	}
+	for (i = 0; i < n; i++)
+		if (seen[i])
+			t->objs[idx[i]].tainted = true;
 
 	for (i = 0; i < t->nr_objs; i++) {
 		struct shm_obj *o = &t->objs[i];
 
 		if (!o->used)
 			continue;
-		if (seen[i])
-			o->tainted = true;
 		if (o->sysv_id >= 0) {
 			unsigned long nattch;
 			uint64_t at, dt;
@@ -1043,6 +1053,7 @@ static int tracker_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *
 	err = for_each_shared_vma(t, st, rep, shm_project);
 out:
 	free(ids);
+	free(idx);
 	free(seen);
 	free(pids);
 	return err;

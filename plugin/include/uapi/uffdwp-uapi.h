@@ -69,6 +69,31 @@ struct pm_scan_arg {
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
 #endif
 
+/* Linux 6.11: PROCMAP_QUERY ioctl on /proc/PID/maps, one VMA a call. */
+#ifndef PROCMAP_QUERY
+struct procmap_query {
+	__u64 size;
+	__u64 query_flags;
+	__u64 query_addr;
+	__u64 vma_start;
+	__u64 vma_end;
+	__u64 vma_flags;
+	__u64 vma_page_size;
+	__u64 vma_offset;
+	__u64 inode;
+	__u32 dev_major;
+	__u32 dev_minor;
+	__u32 vma_name_size;
+	__u32 build_id_size;
+	__u64 vma_name_addr;
+	__u64 build_id_addr;
+};
+
+#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
+#define PROCMAP_QUERY_FILE_BACKED_VMA	   0x20
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#endif
+
 /* Linux 6.1: synchronous collapse into a huge page. */
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
