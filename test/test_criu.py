@@ -104,7 +104,7 @@ def _holder_pid(root):
 class Tree:
     """A criu_wl tree in a new PID namespace, and everything made from it."""
 
-    def __init__(self, criu, plugdir, tmp_path, pages=PAGES, workload="criu_wl"):
+    def __init__(self, criu, plugdir, tmp_path, pages=PAGES, workload="criu_wl", args=()):
         self.criu = criu
         self.plugdir = plugdir
         self.base = tmp_path
@@ -114,7 +114,8 @@ class Tree:
         self.restored = None
         self.dumps = []
         self.proc = subprocess.Popen(
-            ["unshare", "-pf", "setsid", workload_path(workload), str(self.wl), str(pages)],
+            ["unshare", "-pf", "setsid", workload_path(workload), str(self.wl), str(pages),
+             *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ready = _wait_for(lambda: _read(self.wl / "ready"), f"{workload} ready")
         self.root, self.child = (int(x) for x in ready.split())
@@ -307,6 +308,25 @@ def test_shared_anon(tree, predumps, fork_events):
         scanned, parent, written = stats[-1]
         assert written <= _shm_changed(3) * 9 // 8, stats
         assert parent >= SHM_PAGES, stats
+    _restore_and_verify(t, d)
+
+
+@pytest.mark.parametrize("mode", ["splice", "read"])
+def test_shared_anon_written_while_copied(tree, mode):
+    """Shared memory written all the time, also while a pre-dump copies it
+    after the tasks run again (series 0020): every write since a page was
+    copied must reach a later image. The child's thread checks each page
+    against its private record of the last value it stored there."""
+    t = tree(workload="shm_wl", pages=SHM_PAGES, args=("spin",))
+    parent = None
+    for i in range(3):
+        _, d, log = t.run_criu("pre-dump", f"pre{i}", parent,
+                               extra=("--pre-dump-mode", mode))
+        parent = d.name
+        # The copy happens after the tasks run again: CRIU says so.
+        assert "Pre-dumping tasks' memory" in log
+        t.do_step()
+    _, d, log = t.run_criu("dump", "dump", parent)
     _restore_and_verify(t, d)
 
 

@@ -5,7 +5,7 @@
  * checkpoints, for incremental dumps of shared memory. The same protocol
  * as criu_wl: driven by signals, answering through files in DIR.
  *
- *   shm_wl DIR [PAGES]
+ *   shm_wl DIR [PAGES [spin]]
  *
  * Sets up its regions (PAGES pages each, default 1024), forks one child,
  * then writes DIR/ready ("HOSTPID CHILDHOSTPID") and waits:
@@ -30,9 +30,19 @@
  *           the parent writes 1/32; the child reads 1/32 of the never-
  *           written pages (a read fault gives the object a zero page).
  * What a page should hold is recomputed from the step counter alone.
+ *
+ * With "spin", a thread of the child writes all the time until step 3,
+ * also while a checkpoint copies memory: the first word of page n % PAGES
+ * of a fourth shared region "busy" gets n = 1, 2, 3, ..., then a private
+ * array gets the same n for that page. From step 3 on it writes nothing,
+ * so that a later dump has to take what it wrote last from the tracker's
+ * answer. The verify stops the thread, then every busy page must hold
+ * what the array says: an older value is a lost write.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,6 +64,12 @@ static size_t npages;
 static const char *dir;
 static volatile uint32_t step; /* in memory, dumped with the rest */
 static bool is_child;
+
+/* "spin": the busy region, the thread's private record of it, its stop. */
+static char *busy;
+static uint64_t *busy_last;
+static atomic_bool busy_stop;
+static pthread_t busy_thread;
 
 static uint32_t seed_of(int r, int who, uint32_t t)
 {
@@ -175,6 +191,46 @@ static void apply(uint32_t t)
 	}
 }
 
+static void *spin(void *arg)
+{
+	uint64_t n;
+
+	(void)arg;
+	for (n = 1; !atomic_load_explicit(&busy_stop, memory_order_relaxed); n++) {
+		size_t i = n % npages;
+
+		if (step >= 3) {
+			usleep(1000);
+			continue;
+		}
+
+		*(volatile uint64_t *)(busy + i * PG) = n;
+		/* Not before the shared store: the thread sees its own order. */
+		atomic_signal_fence(memory_order_seq_cst);
+		((volatile uint64_t *)busy_last)[i] = n;
+	}
+	return NULL;
+}
+
+static int verify_busy(void)
+{
+	size_t i;
+
+	atomic_store(&busy_stop, true);
+	pthread_join(busy_thread, NULL);
+	for (i = 0; i < npages; i++) {
+		uint64_t have = *(uint64_t *)(busy + i * PG);
+
+		if (have != busy_last[i]) {
+			wl_answer(dir, is_child, "verify", "bad busy %zu %u (%llu, wrote %llu)\n", i,
+				  step, (unsigned long long)have,
+				  (unsigned long long)busy_last[i]);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static int verify(void)
 {
 	size_t i;
@@ -196,6 +252,8 @@ static int verify(void)
 			}
 		}
 	}
+	if (busy_last && verify_busy())
+		return 1;
 	wl_answer(dir, is_child, "verify", "ok %u\n", step);
 	return 0;
 }
@@ -237,13 +295,19 @@ int main(int argc, char **argv)
 	int sig, status;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: shm_wl DIR [PAGES]\n");
+		fprintf(stderr, "usage: shm_wl DIR [PAGES [spin]]\n");
 		return 2;
 	}
 	dir = argv[1];
 	npages = argc > 2 ? strtoul(argv[2], NULL, 0) : 1024;
-	if (!npages)
+	if (!npages || (argc > 3 && strcmp(argv[3], "spin")))
 		return 2;
+	if (argc > 3) {
+		busy = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			    -1, 0);
+		if (busy == MAP_FAILED)
+			wl_die("mmap");
+	}
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -257,6 +321,14 @@ int main(int argc, char **argv)
 	if (!child) {
 		is_child = true;
 		touch_written();
+		if (busy) {
+			busy_last = calloc(npages, sizeof(*busy_last));
+			if (!busy_last)
+				wl_die("calloc");
+			/* The thread keeps SIGUSR1/2 blocked: sigwait() gets them. */
+			if (pthread_create(&busy_thread, NULL, spin, NULL))
+				wl_die("pthread_create");
+		}
 		wl_answer(dir, is_child, "ready", "%d\n", wl_host_pid());
 	} else {
 		wl_answer(dir, is_child, "ready", "%d %ld\n", wl_host_pid(),
