@@ -6,9 +6,10 @@
  * Driven by signals and answering through files in DIR, like criu_wl: no
  * descriptor to the benchmark stays open across a dump.
  *
- *   bench_wl [-H] [-c] [-s SEED] DIR PAGES RATE BATCH
+ *   bench_wl [-H] [-S] [-c] [-s SEED] DIR PAGES RATE BATCH
  *
- * Maps PAGES pages (4 KiB pages, MADV_NOHUGEPAGE; -H: MADV_HUGEPAGE), fills
+ * Maps PAGES pages (4 KiB pages, MADV_NOHUGEPAGE; -H: MADV_HUGEPAGE; -S:
+ * anonymous shared memory, MAP_SHARED, instead of private), fills
  * every page, writes DIR/ready ("HOSTPID") and waits. A writer thread then
  * rewrites random pages, RATE a second (0: flat out), each write with a
  * pattern of its own sequence number:
@@ -229,21 +230,24 @@ static int verify(pthread_t th)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_wl [-H] [-c] [-s SEED] DIR PAGES RATE BATCH\n");
+	fprintf(stderr, "usage: bench_wl [-H] [-S] [-c] [-s SEED] DIR PAGES RATE BATCH\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	int opt, sig, advice = MADV_NOHUGEPAGE;
+	int opt, sig, advice = MADV_NOHUGEPAGE, share = MAP_PRIVATE;
 	pthread_t th;
 	sigset_t set;
 	uint64_t i;
 
-	while ((opt = getopt(argc, argv, "Hcs:")) != -1) {
+	while ((opt = getopt(argc, argv, "HScs:")) != -1) {
 		switch (opt) {
 		case 'H':
 			advice = MADV_HUGEPAGE;
+			break;
+		case 'S':
+			share = MAP_SHARED;
 			break;
 		case 'c':
 			continuous = true;
@@ -270,7 +274,7 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL); /* the writer inherits the mask */
 
 	mem = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		   share | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		wl_die("mmap");
 	madvise(mem, npages * PG, advice);
