@@ -273,8 +273,8 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &set, NULL); /* the writer inherits the mask */
 
-	mem = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE,
-		   share | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	mem = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, share | MAP_ANONYMOUS | MAP_NORESERVE,
+		   -1, 0);
 	if (mem == MAP_FAILED)
 		wl_die("mmap");
 	madvise(mem, npages * PG, advice);

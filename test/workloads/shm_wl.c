@@ -222,8 +222,8 @@ static int verify_busy(void)
 		uint64_t have = *(uint64_t *)(busy + i * PG);
 
 		if (have != busy_last[i]) {
-			wl_answer(dir, is_child, "verify", "bad busy %zu %u (%llu, wrote %llu)\n", i,
-				  step, (unsigned long long)have,
+			wl_answer(dir, is_child, "verify", "bad busy %zu %u (%llu, wrote %llu)\n",
+				  i, step, (unsigned long long)have,
 				  (unsigned long long)busy_last[i]);
 			return 1;
 		}

@@ -91,7 +91,7 @@ struct procmap_query {
 
 #define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
 #define PROCMAP_QUERY_FILE_BACKED_VMA	   0x20
-#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#define PROCMAP_QUERY			   _IOWR('f', 17, struct procmap_query)
 #endif
 
 /* Linux 6.1: synchronous collapse into a huge page. */
