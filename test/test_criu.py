@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers import BUILD, UFFDWP, kill_tree, stop_holder, workload_path
+from helpers import BUILD, UFFDWP, kill_tree, stop_holder, uffdwp, workload_path
 from img_helpers import pb_fields
 
 pytestmark = pytest.mark.timeout(180)
@@ -388,6 +388,69 @@ def test_failed_predump_keeps_writes(tree, tiny_fs):
     t.run_criu("pre-dump", "pre1", "pre0")
     t.do_step()
     _, d, _ = t.run_criu("dump", "dump", "pre1")
+    _restore_and_verify(t, d)
+
+
+@pytest.fixture
+def failing_fs(tmp_path):
+    """ext4 (no journal) on a loop device whose 256 MiB backing file sits on a
+    4 MiB tmpfs: writes go into the page cache, and writing them back fails
+    once the tmpfs is full, as on a failing or thin-provisioned disk."""
+    back, mnt = tmp_path / "back", tmp_path / "failing"
+    back.mkdir()
+    mnt.mkdir()
+    undo = []
+
+    def run(*cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if r.returncode:
+            pytest.skip(f"cannot set up a failing file system: {' '.join(cmd)}: "
+                        f"{(r.stderr or r.stdout).strip()}")
+        return r.stdout.strip()
+    try:
+        run("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(back))
+        undo.append(("umount", "-l", str(back)))
+        run("truncate", "-s", "256M", str(back / "disk"))
+        loop = run("losetup", "--find", "--show", str(back / "disk"))
+        undo.append(("losetup", "-d", loop))
+        run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-E", "lazy_itable_init=1", loop)
+        run("mount", "-o", "errors=continue", loop, str(mnt))
+        undo.append(("umount", "-l", str(mnt)))
+        yield mnt
+    finally:
+        for cmd in reversed(undo):
+            subprocess.run(cmd, capture_output=True)
+
+
+def test_images_that_cannot_be_synced(tree, failing_fs):
+    """The holder syncs a run's images after the tasks run again. When that
+    fails (writeback of the images fails), the next run must not count on
+    them: it takes all memory and says why, and `uffdwp track status`
+    shows the error."""
+    t = tree()
+    t.run_criu("pre-dump", "pre0")
+    t.do_step()
+    bad = failing_fs / "pre1"
+    bad.mkdir()
+    cmd = [t.criu, "pre-dump", "-t", str(t.root), "-D", str(bad), "-W", str(t.base),
+           "-L", t.plugdir, "-v4", "-o", "pre1.log", "--uffd-wp-track",
+           "--prev-images-dir", os.path.relpath(t.base / "pre0", bad)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    # CRIU never syncs its images: the pre-dump itself succeeds.
+    assert r.returncode == 0, _log_tail(t.base / "pre1.log")
+    rc, st, err = uffdwp("track", "status", "-t", t.root, check=False)
+    assert rc == 0 and st["sync_error"] != 0, (rc, st, err)
+    t.do_step()
+    d = t.base / "dump"
+    d.mkdir()
+    cmd = [t.criu, "dump", "-t", str(t.root), "-D", str(d), "-L", t.plugdir, "-v4",
+           "-o", "dump.log", "--uffd-wp-track", "--prev-images-dir", os.path.relpath(bad, d)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    log = _read(d / "dump.log") or ""
+    assert r.returncode == 0, _log_tail(d / "dump.log")
+    assert "could not be synced" in log and "counts as written" in log, _log_tail(d / "dump.log")
     _restore_and_verify(t, d)
 
 

@@ -379,19 +379,21 @@ static int track_status(struct track_args *a)
 		printf("{\"pid\": %d, \"tracked\": true, \"holder_pid\": %d, \"tree\": %s, "
 		       "\"tasks\": %u, \"last_scan\": %" PRIu64 ", \"uptime_ms\": %" PRIu64
 		       ", \"tracker_mem_bytes\": %" PRIu64 ", \"holder_rss_bytes\": %" PRIu64
-		       ", \"fork_events\": %s}\n",
+		       ", \"fork_events\": %s, \"sync_error\": %d}\n",
 		       a->pid, st.holder_pid, st.tree ? "true" : "false", st.nr_tasks, st.last_gen,
 		       st.uptime_ms, st.tracker_mem_bytes, st.holder_rss_bytes,
-		       st.fork_events ? "true" : "false");
+		       st.fork_events ? "true" : "false", (int)-st.sync_err);
 	else
 		printf("%d tracked by holder %d%s: %u task(s), last scan %" PRIu64
-		       ", up %.1f s, tracker memory %.1f KiB, holder RSS %.1f MiB%s\n",
+		       ", up %.1f s, tracker memory %.1f KiB, holder RSS %.1f MiB%s%s%s\n",
 		       a->pid, st.holder_pid, st.tree ? " (tree)" : "", st.nr_tasks, st.last_gen,
 		       st.uptime_ms / 1000.0, st.tracker_mem_bytes / 1024.0,
 		       st.holder_rss_bytes / 1048576.0,
 		       st.fork_events
 			   ? ""
-			   : "; no fork events: shared memory counts as written at every scan");
+			   : "; no fork events: shared memory counts as written at every scan",
+		       st.sync_err ? "; the last committed images could not be synced: " : "",
+		       st.sync_err ? uffdwp_strerror(-st.sync_err) : "");
 	return 0;
 }
 

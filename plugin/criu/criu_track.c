@@ -158,7 +158,11 @@ static int begin(void)
 		pr_warn("cannot read the parent's %s: %s\n", UFFDWP_TRACK_ID_FILE,
 			uffdwp_strerror(-err));
 	run.trusted = !err && memcmp(id, zero, sizeof(id)) && !memcmp(id, st.tag, sizeof(id));
-	if (!run.trusted)
+	if (st.sync_err)
+		pr_warn("the images of the run before could not be synced (%s): they may not "
+			"all be on disk; all memory of %d counts as written\n",
+			uffdwp_strerror(-st.sync_err), run.root);
+	else if (!run.trusted)
 		pr_info("parent images are not the ones tracking of %d is relative to: "
 			"all memory counts as written\n",
 			run.root);
@@ -497,7 +501,20 @@ int uffdwp_criu_track__dirty(pid_t pid, uint64_t start, uint64_t end,
 	return 0;
 }
 
-/* Write @id into the images directory, durably with the images around it. */
+/* The images, @id with them, on disk before a commit may count on them. */
+static int sync_images(int img_dir)
+{
+	/* CRIU never syncs its images; committing means they must survive a crash. */
+	if (syncfs(img_dir)) {
+		int err = -errno;
+
+		pr_perror("syncfs of the images directory");
+		return err;
+	}
+	return 0;
+}
+
+/* Write @id into the images directory (not synced: see finish()). */
 static int write_id(int img_dir, const uint8_t id[UFFDWP_HOLDER_TAG_LEN])
 {
 	int fd, err = 0;
@@ -513,11 +530,6 @@ static int write_id(int img_dir, const uint8_t id[UFFDWP_HOLDER_TAG_LEN])
 		pr_perror("cannot write %s", UFFDWP_TRACK_ID_FILE);
 	}
 	close(fd);
-	/* CRIU never syncs its images; committing means they must survive a crash. */
-	if (!err && syncfs(img_dir)) {
-		err = -errno;
-		pr_perror("syncfs of the images directory");
-	}
 	return err;
 }
 
@@ -552,7 +564,20 @@ int uffdwp_criu_track__finish(int status, bool tasks_end, int img_dir)
 	err = write_id(img_dir, id);
 	if (err)
 		goto out;
-	err = uffdwp_holder_commit_tag(run.root, run.rep->gen, id);
+	/*
+	 * The holder syncs the images once we have gone on, the tasks running
+	 * again, and answers nothing else before: a sync of the whole file
+	 * system can take long on a busy machine, and the next run learns
+	 * from the holder whether it worked. One without commit_sync gets
+	 * the sync from us first.
+	 */
+	err = uffdwp_holder_commit_sync(run.root, run.rep->gen, id, img_dir);
+	if (err == -EBADMSG) {
+		err = sync_images(img_dir);
+		if (err)
+			goto out;
+		err = uffdwp_holder_commit_tag(run.root, run.rep->gen, id);
+	}
 	if (err) {
 		/* The id in the images does not match then: the next dump is a full one. */
 		pr_warn("holder of %d cannot commit gen %llu: %s\n", run.root,

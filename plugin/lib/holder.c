@@ -32,7 +32,8 @@ enum wire_type {
 	REQ_COMMIT,
 	REQ_STATUS,
 	REQ_STOP,
-	REQ_ADOPT, /* u64 pid; SCM_RIGHTS: uffd, pagemap fd */
+	REQ_ADOPT,	 /* u64 pid; SCM_RIGHTS: uffd, pagemap fd */
+	REQ_COMMIT_SYNC, /* as REQ_COMMIT; SCM_RIGHTS: the images directory */
 	RESP_OK = 100,
 	RESP_ERR,
 	RESP_REPORT,
@@ -524,8 +525,29 @@ static void holder_reply_err(int fd, int err)
 }
 
 /* Serve one request. Returns 1 when the holder must exit afterwards. */
+/*
+ * The images of a commit_sync, synced after its caller went on (the tasks
+ * run again by then): nothing else is answered before this is done, so
+ * the next run sees the outcome. A failure leaves the images unknown.
+ */
+static void holder_sync(int fd, struct uffdwp_holder_status *hs)
+{
+	if (syncfs(fd)) {
+		hs->sync_err = -errno;
+		memset(hs->tag, 0, sizeof(hs->tag));
+		pr_warn("syncfs of the committed images failed: %s; "
+			"the next dump takes all memory\n",
+			uffdwp_strerror(-hs->sync_err));
+	} else {
+		hs->sync_err = 0;
+	}
+	close(fd);
+}
+
+/* One request on @cfd; a commit_sync leaves its directory in *@sync_fd. */
 static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffdwp_tracker **tp,
-			uint64_t started_ms, uint64_t *last_gen, struct uffdwp_holder_status *hs)
+			uint64_t started_ms, uint64_t *last_gen, struct uffdwp_holder_status *hs,
+			int *sync_fd)
 {
 	struct buf in = {0}, out = {0};
 	struct uffdwp_report *rep = NULL;
@@ -561,10 +583,11 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		else
 			holder_reply_err(cfd, err);
 		break;
-	case REQ_COMMIT: {
+	case REQ_COMMIT:
+	case REQ_COMMIT_SYNC: {
 		uint64_t gen = get_u64(&in);
 
-		if (in.bad)
+		if (in.bad || (type == REQ_COMMIT_SYNC && fds[0] < 0))
 			err = -EBADMSG;
 		else
 			err = uffdwp_tracker__commit(*tp, gen);
@@ -577,6 +600,10 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 			memcpy(hs->tag, in.p + in.off, sizeof(hs->tag));
 		else if (!err)
 			memset(hs->tag, 0, sizeof(hs->tag));
+		if (!err && type == REQ_COMMIT_SYNC) {
+			*sync_fd = fds[0];
+			fds[0] = -1;
+		}
 		if (err)
 			holder_reply_err(cfd, err);
 		else
@@ -709,14 +736,18 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 
 			if (cfd >= 0) {
 				struct timeval tv = {.tv_sec = 30};
+				int sync_fd = -1;
 
 				setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 				last = mono_ms();
 				if (!peer_ok(cfd))
 					holder_reply_err(cfd, -EACCES);
-				else if (holder_serve(cfd, o, &t, started, &last_gen, &hs))
+				else if (holder_serve(cfd, o, &t, started, &last_gen, &hs,
+						      &sync_fd))
 					holder_quit = 1;
 				close(cfd);
+				if (sync_fd >= 0)
+					holder_sync(sync_fd, &hs);
 			}
 		}
 		/* Checked once a second, busy or not: requests must not keep us alive. */
@@ -909,6 +940,21 @@ int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
 		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
 	if (!err)
 		err = client_call(pid, REQ_COMMIT, &req, RESP_OK, &resp);
+	free(req.p);
+	free(resp.p);
+	return err;
+}
+
+int uffdwp_holder_commit_sync(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir)
+{
+	struct buf req = {0}, resp = {0};
+	int err;
+
+	err = put_u64(&req, gen);
+	if (!err)
+		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
+	if (!err)
+		err = client_call_fds(pid, REQ_COMMIT_SYNC, &req, &img_dir, 1, RESP_OK, &resp);
 	free(req.p);
 	free(resp.p);
 	return err;

@@ -48,6 +48,8 @@ struct uffdwp_holder_status {
 	uint32_t fork_events;
 	/* What the caller said its last committed images are (commit_tag). */
 	uint8_t tag[UFFDWP_HOLDER_TAG_LEN];
+	/* -errno of the last syncfs() a commit_sync left to us, else 0. */
+	int32_t sync_err;
 };
 
 /*
@@ -67,6 +69,13 @@ int uffdwp_holder_commit(pid_t pid, uint64_t gen);
  * tell whether its parent is the one tracking is relative to.
  */
 int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag);
+/*
+ * commit_tag, with the images not yet on disk: the holder answers at once,
+ * then syncfs()es @img_dir before it answers anything else. If that fails
+ * it forgets the tag (the next run dumps everything) and status says why
+ * in sync_err. -EBADMSG: a holder without it (sync, then commit_tag).
+ */
+int uffdwp_holder_commit_sync(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir);
 /*
  * Hand the holder of @pid a userfaultfd created in @task's mm (not yet
  * through UFFDIO_API) and a pagemap fd opened on the same mm. The holder
