@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -527,21 +529,58 @@ static void holder_reply_err(int fd, int err)
 /* Serve one request. Returns 1 when the holder must exit afterwards. */
 /*
  * The images of a commit_sync, synced after its caller went on (the tasks
- * run again by then): nothing else is answered before this is done, so
- * the next run sees the outcome. A failure leaves the images unknown.
+ * run again by then), in a thread of their own: fork events keep being
+ * read meanwhile, and no request is taken before it is done, so the next
+ * run sees the outcome. A failure leaves the images unknown.
  */
-static void holder_sync(int fd, struct uffdwp_holder_status *hs)
+struct holder_sync {
+	pthread_t thread;
+	int fd;	  /* the images directory while a sync runs, else -1 */
+	int done; /* eventfd: the thread is through */
+	int err;
+};
+
+static void *holder_sync_thread(void *arg)
 {
-	if (syncfs(fd)) {
-		hs->sync_err = -errno;
+	struct holder_sync *s = arg;
+	uint64_t one = 1;
+
+	s->err = syncfs(s->fd) ? -errno : 0;
+	if (write(s->done, &one, sizeof(one)) != sizeof(one))
+		pr_warn("cannot signal the end of a sync: %s\n", uffdwp_strerror(errno));
+	return NULL;
+}
+
+static void holder_sync_end(struct holder_sync *s, struct uffdwp_holder_status *hs, bool joined)
+{
+	uint64_t v;
+
+	if (joined) {
+		pthread_join(s->thread, NULL);
+		if (read(s->done, &v, sizeof(v)) != sizeof(v))
+			pr_debug("eventfd read: %s\n", uffdwp_strerror(errno));
+	}
+	hs->sync_err = s->err;
+	if (s->err) {
 		memset(hs->tag, 0, sizeof(hs->tag));
 		pr_warn("syncfs of the committed images failed: %s; "
 			"the next dump takes all memory\n",
-			uffdwp_strerror(-hs->sync_err));
-	} else {
-		hs->sync_err = 0;
+			uffdwp_strerror(-s->err));
 	}
-	close(fd);
+	close(s->fd);
+	s->fd = -1;
+}
+
+static void holder_sync_start(struct holder_sync *s, int fd, struct uffdwp_holder_status *hs)
+{
+	s->fd = fd;
+	if (s->done < 0)
+		s->done = eventfd(0, EFD_CLOEXEC);
+	if (s->done >= 0 && !pthread_create(&s->thread, NULL, holder_sync_thread, s))
+		return;
+	/* No thread: here, then. */
+	s->err = syncfs(fd) ? -errno : 0;
+	holder_sync_end(s, hs, false);
 }
 
 /* One request on @cfd; a commit_sync leaves its directory in *@sync_fd. */
@@ -683,12 +722,14 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 {
 	struct uffdwp_tracker *t = NULL;
 	struct uffdwp_holder_status hs;
+	struct holder_sync sync;
 	struct stat st;
 	uint64_t started = mono_ms(), last = started, checked = started, last_gen = 1;
 	char path[108];
 	int lfd, err, logfd;
 
 	memset(&hs, 0, sizeof(hs));
+	sync.fd = sync.done = -1;
 	setsid();
 	/* Forked from whatever started us (criu, uffdwp): say what we are. */
 	prctl(PR_SET_NAME, "uffdwp-holder");
@@ -724,14 +765,17 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	close(notify);
 
 	while (!holder_quit) {
-		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN},
+		/* While a sync runs, requests wait in the backlog. */
+		struct pollfd pfd[2] = {{.fd = sync.fd >= 0 ? sync.done : lfd, .events = POLLIN},
 					{.fd = uffdwp_tracker__event_fd(t), .events = POLLIN}};
 		int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 1000);
 
 		/* Fork events pile up between scans: read them as they come. */
 		if (n > 0 && (pfd[1].revents & POLLIN))
 			uffdwp_tracker__read_events(t);
-		if (n > 0 && (pfd[0].revents & POLLIN)) {
+		if (n > 0 && (pfd[0].revents & POLLIN) && sync.fd >= 0) {
+			holder_sync_end(&sync, &hs, true);
+		} else if (n > 0 && (pfd[0].revents & POLLIN)) {
 			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 			if (cfd >= 0) {
@@ -747,7 +791,7 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 					holder_quit = 1;
 				close(cfd);
 				if (sync_fd >= 0)
-					holder_sync(sync_fd, &hs);
+					holder_sync_start(&sync, sync_fd, &hs);
 			}
 		}
 		/* Checked once a second, busy or not: requests must not keep us alive. */
@@ -764,6 +808,8 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 			break;
 		}
 	}
+	if (sync.fd >= 0)
+		holder_sync_end(&sync, &hs, true);
 	uffdwp_holder_path(o->track.pid, "sock", path, sizeof(path));
 	unlink(path);
 	uffdwp_tracker__stop(t, false, NULL);
