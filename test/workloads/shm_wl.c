@@ -292,7 +292,6 @@ int main(int argc, char **argv)
 {
 	sigset_t set;
 	pid_t child;
-	int sig, status;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: shm_wl DIR [PAGES [spin]]\n");
@@ -335,32 +334,5 @@ int main(int argc, char **argv)
 			  wl_wait_child(dir, "ready", -1));
 	}
 
-	for (;;) {
-		if (sigwait(&set, &sig))
-			continue;
-		if (sig == SIGUSR1) {
-			step++;
-			/* The parent first: the child's writes of a step come after its own. */
-			apply(step);
-			if (!is_child) {
-				kill(child, SIGUSR1);
-				wl_wait_child(dir, "step", step);
-			}
-			wl_answer(dir, is_child, "step", "%u\n", step);
-		} else if (sig == SIGUSR2) {
-			int bad = 0;
-
-			if (is_child)
-				return verify();
-			kill(child, SIGUSR2);
-			if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
-			    WEXITSTATUS(status))
-				bad = 1;
-			if (verify())
-				return 1;
-			if (bad)
-				wl_answer(dir, is_child, "verify", "bad child %u\n", step);
-			return bad;
-		}
-	}
+	return wl_serve(dir, &set, child, &step, apply, verify);
 }

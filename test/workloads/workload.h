@@ -7,12 +7,14 @@
 #define UFFDWP_WORKLOAD_H__
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Print a line to stdout and flush it: the test reads it as a signal. */
@@ -158,6 +160,48 @@ static inline long wl_wait_child(const char *dir, const char *name, long k)
 		usleep(1000);
 	}
 	exit(4);
+}
+
+/*
+ * The loop of criu_wl and shm_wl, a parent and one child driven by the
+ * signals in @set (blocked): SIGUSR1 runs @apply for the next *@step, in
+ * the parent first, so that the child's writes of a step come after its
+ * own, then in the child, and answers DIR/step once both are done.
+ * SIGUSR2 has the child, then the parent, check their memory with @verify
+ * (which answers DIR/verify, so the parent's answer is the last file
+ * written) and returns the exit status. @child: the child's pid in the
+ * parent, 0 in the child.
+ */
+static inline int wl_serve(const char *dir, const sigset_t *set, pid_t child,
+			   volatile uint32_t *step, void (*apply)(uint32_t), int (*verify)(void))
+{
+	bool is_child = !child;
+	int sig, status, bad;
+
+	for (;;) {
+		if (sigwait(set, &sig))
+			continue;
+		if (sig == SIGUSR1) {
+			(*step)++;
+			apply(*step);
+			if (!is_child) {
+				kill(child, SIGUSR1);
+				wl_wait_child(dir, "step", *step);
+			}
+			wl_answer(dir, is_child, "step", "%u\n", *step);
+		} else if (sig == SIGUSR2) {
+			if (is_child)
+				return verify();
+			kill(child, SIGUSR2);
+			bad = waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
+			      WEXITSTATUS(status);
+			if (verify())
+				return 1;
+			if (bad)
+				wl_answer(dir, is_child, "verify", "bad child %u\n", *step);
+			return bad;
+		}
+	}
 }
 
 #endif /* UFFDWP_WORKLOAD_H__ */
