@@ -900,21 +900,6 @@ static void machine_read(struct machine *m)
 	strftime(m->date, sizeof(m->date), "%FT%TZ", &tm);
 }
 
-/* Strings we print into JSON come from /proc and uname: escape the odd ones. */
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 static double gib(uint64_t bytes)
 {
 	return (double)bytes / GIB;
@@ -1055,12 +1040,12 @@ static int json_write(const char *path, const struct opts *o, const struct machi
 		return err;
 	}
 	fprintf(f, "{\n  \"bench\": \"track\",\n  \"machine\": {\"kernel\": ");
-	json_str(f, m->kernel);
+	uffdwp_json_str(f, m->kernel);
 	fprintf(f, ", \"cpu\": ");
-	json_str(f, m->cpu);
+	uffdwp_json_str(f, m->cpu);
 	fprintf(f, ", \"cpus\": %ld, \"mem_total_bytes\": %" PRIu64 ", \"thp\": ", m->cpus,
 		m->mem_total);
-	json_str(f, m->thp);
+	uffdwp_json_str(f, m->thp);
 	fprintf(f, ", \"date\": \"%s\"},\n", m->date);
 	fprintf(f, "  \"params\": {\"runs\": %u, \"write_pages\": %" PRIu64 ", \"quick\": %s},\n",
 		o->runs, o->fault_pages, o->quick ? "true" : "false");

@@ -17,9 +17,6 @@ int cmd_debug(int argc, char **argv);
 extern bool cli_json;
 extern int cli_verbose;
 
-/* @s as a JSON string: quoted, with quotes, backslashes and control characters escaped. */
-void cli_json_str(FILE *f, const char *s);
-
 /* Parse a pid argument; prints the error and returns -1 if it is not one. */
 int cli_parse_pid(const char *arg);
 

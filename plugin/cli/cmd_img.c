@@ -295,7 +295,7 @@ static void show_json(struct uffdwp_img *img)
 	size_t i, k;
 
 	printf("{\"path\": ");
-	cli_json_str(stdout, uffdwp_img__path(img));
+	uffdwp_json_str(stdout, uffdwp_img__path(img));
 	printf(", \"id\": \"%s\", \"depth\": %u", uffdwp_img__id_str(in->id, id), in->depth);
 	if (in->has_parent)
 		printf(", \"parent_id\": \"%s\", \"parent_crc\": %u",
@@ -363,17 +363,17 @@ static int img_verify(int argc, char **argv)
 	err = c ? uffdwp_chain__verify(c) : -errno;
 	if (cli_json) {
 		printf("{\"path\": ");
-		cli_json_str(stdout, a.pos[0]);
+		uffdwp_json_str(stdout, a.pos[0]);
 		printf(", \"ok\": %s, \"error\": ", err ? "false" : "true");
 		if (err)
-			cli_json_str(stdout, uffdwp_strerror(-err));
+			uffdwp_json_str(stdout, uffdwp_strerror(-err));
 		else
 			printf("null");
 		printf(", \"images\": [");
 		n = c ? uffdwp_chain__length(c) : 0;
 		for (i = 0; i < n; i++) {
 			printf("%s", i ? ", " : "");
-			cli_json_str(stdout, uffdwp_img__path(uffdwp_chain__image(c, i)));
+			uffdwp_json_str(stdout, uffdwp_img__path(uffdwp_chain__image(c, i)));
 		}
 		printf("]}\n");
 	} else if (!err) {
@@ -459,7 +459,7 @@ static int img_stats(int argc, char **argv)
 		in = uffdwp_img__info(img);
 		if (cli_json) {
 			printf("%s{\"path\": ", i ? ", " : "");
-			cli_json_str(stdout, uffdwp_img__path(img));
+			uffdwp_json_str(stdout, uffdwp_img__path(img));
 			printf(", \"depth\": %u, \"raw_bytes\": %" PRIu64
 			       ", \"stored_bytes\": %" PRIu64 ", \"pages_file\": %" PRIu64
 			       ", \"index_bytes\": %" PRIu64
@@ -603,9 +603,9 @@ static int img_chain_to(int argc, char **argv, bool flatten)
 	err = flatten ? uffdwp_img__flatten_criu(c, a.to) : uffdwp_img__merge(c, a.to, &a.opts);
 	if (!err && cli_json) {
 		printf("{\"chain\": ");
-		cli_json_str(stdout, a.pos[0]);
+		uffdwp_json_str(stdout, a.pos[0]);
 		printf(", \"images\": %zu, \"to\": ", len);
-		cli_json_str(stdout, a.to);
+		uffdwp_json_str(stdout, a.to);
 		printf(", \"format\": \"%s\"}\n", flatten ? "criu" : "uffdwp");
 	} else if (!err)
 		printf("%s: %zu image%s %s into %s\n", a.pos[0], len, len == 1 ? "" : "s",

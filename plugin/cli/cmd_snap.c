@@ -233,11 +233,11 @@ static void print_json(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 	uint64_t stored = r->st.pages_file + r->st.index_bytes;
 
 	printf("{\"pid\": %d, \"dir\": ", a->pid);
-	cli_json_str(stdout, a->dir);
+	uffdwp_json_str(stdout, a->dir);
 	printf(", \"id\": \"%s\", \"mode\": \"%s\", \"parent\": ", uffdwp_img__id_str(r->id, id),
 	       r->mode == UFFDWP_SNAP_DELTA ? "delta" : "full");
 	if (r->mode == UFFDWP_SNAP_DELTA)
-		cli_json_str(stdout, a->parent);
+		uffdwp_json_str(stdout, a->parent);
 	else
 		printf("null");
 	printf(", \"tracking_lost\": %s, \"holder_started\": %s, \"tracked\": %s, "

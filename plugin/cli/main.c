@@ -33,20 +33,6 @@ static void usage(FILE *f)
 	fprintf(f, "\n'uffdwp COMMAND --help' describes each.\n");
 }
 
-void cli_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", *s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 int cli_parse_pid(const char *arg)
 {
 	char *end;

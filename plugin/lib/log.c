@@ -29,6 +29,20 @@ const char *uffdwp_strerror(int err)
 	return strerror(err);
 }
 
+void uffdwp_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", *s);
+		else
+			fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
 void uffdwp_log(enum uffdwp_loglevel level, const char *fmt, ...)
 {
 	char buf[1024];

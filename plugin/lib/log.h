@@ -8,6 +8,7 @@
 #define UFFDWP_LOG_H__
 
 #include <errno.h>
+#include <stdio.h>
 
 enum uffdwp_loglevel {
 	UFFDWP_LOG_ERROR = 1,
@@ -40,5 +41,8 @@ void uffdwp_log(enum uffdwp_loglevel level, const char *fmt, ...)
 	uffdwp_log(UFFDWP_LOG_ERROR, LOG_PREFIX fmt ": %s\n", ##__VA_ARGS__, uffdwp_strerror(errno))
 
 const char *uffdwp_strerror(int err);
+
+/* Write @s to @f as a JSON string, quoted and escaped, for reports we print. */
+void uffdwp_json_str(FILE *f, const char *s);
 
 #endif /* UFFDWP_LOG_H__ */
