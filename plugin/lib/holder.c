@@ -545,9 +545,11 @@ static void *holder_sync_thread(void *arg)
 	struct holder_sync *s = arg;
 	uint64_t one = 1;
 
+	/* No logging here: the log and uffdwp_strerror() are the loop's. */
 	s->err = syncfs(s->fd) ? -errno : 0;
-	if (write(s->done, &one, sizeof(one)) != sizeof(one))
-		pr_warn("cannot signal the end of a sync: %s\n", uffdwp_strerror(errno));
+	/* Cannot fail: the counter is 0, far from its limit. */
+	if (write(s->done, &one, sizeof(one)) != sizeof(one) && !s->err)
+		s->err = -EIO;
 	return NULL;
 }
 
