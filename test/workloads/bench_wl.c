@@ -100,19 +100,11 @@ static bool check(uint64_t s, uint64_t page)
 /* N of the last DIR/step answer (0: none). */
 static uint64_t answered(void)
 {
-	char path[4096], buf[64];
 	unsigned long long n = 0;
+	char buf[64];
 	unsigned k;
-	ssize_t len;
-	int fd;
 
-	snprintf(path, sizeof(path), "%s/step", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	len = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[len > 0 ? len : 0] = '\0';
+	wl_read_answer(dir, false, "step", buf, sizeof(buf));
 	if (sscanf(buf, "%u %llu", &k, &n) != 2)
 		return 0;
 	return n;

@@ -101,20 +101,37 @@ static inline void wl_answer(const char *dir, bool child, const char *name, cons
 		exit(3);
 }
 
-/* The step last answered, from DIR/step (DIR/step.child for @child); 0: none yet. */
-static inline long wl_step_answered(const char *dir, bool child)
+/*
+ * What DIR/NAME (DIR/NAME.child for @child) says, into @buf (@size bytes,
+ * NUL-terminated): its length, 0 if it is not there (yet) or empty.
+ */
+static inline ssize_t wl_read_answer(const char *dir, bool child, const char *name, char *buf,
+				     size_t size)
 {
-	char path[4096], buf[32];
+	char path[4096];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/step%s", dir, child ? ".child" : "");
+	snprintf(path, sizeof(path), "%s/%s%s", dir, name, child ? ".child" : "");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		buf[0] = '\0';
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+	}
+	n = read(fd, buf, size - 1);
 	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	return n;
+}
+
+/* The step last answered, from DIR/step (DIR/step.child for @child); 0: none yet. */
+static inline long wl_step_answered(const char *dir, bool child)
+{
+	char buf[32];
+
+	wl_read_answer(dir, child, "step", buf, sizeof(buf));
 	return strtol(buf, NULL, 10);
 }
 
@@ -140,22 +157,15 @@ static inline pid_t wl_host_pid(void)
  */
 static inline long wl_wait_child(const char *dir, const char *name, long k)
 {
-	char path[4096], buf[32];
-	int fd, n, tries;
+	char buf[32];
+	int tries;
 	long v;
 
-	snprintf(path, sizeof(path), "%s/%s.child", dir, name);
 	for (tries = 0; tries < 60000; tries++) {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			n = read(fd, buf, sizeof(buf) - 1);
-			close(fd);
-			if (n > 0) {
-				buf[n] = '\0';
-				v = strtol(buf, NULL, 10);
-				if (k < 0 || v == k)
-					return v;
-			}
+		if (wl_read_answer(dir, true, name, buf, sizeof(buf)) > 0) {
+			v = strtol(buf, NULL, 10);
+			if (k < 0 || v == k)
+				return v;
 		}
 		usleep(1000);
 	}
