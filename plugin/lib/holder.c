@@ -978,7 +978,8 @@ int uffdwp_holder_commit(pid_t pid, uint64_t gen)
 	return uffdwp_holder_commit_tag(pid, gen, NULL);
 }
 
-int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
+/* A commit (with @tag if any); with @img_dir >= 0 the holder syncs it after. */
+static int holder_commit(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir)
 {
 	struct buf req = {0}, resp = {0};
 	int err;
@@ -986,26 +987,23 @@ int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
 	err = put_u64(&req, gen);
 	if (!err && tag)
 		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
-	if (!err)
+	if (!err && img_dir >= 0)
+		err = client_call_fds(pid, REQ_COMMIT_SYNC, &req, &img_dir, 1, RESP_OK, &resp);
+	else if (!err)
 		err = client_call(pid, REQ_COMMIT, &req, RESP_OK, &resp);
 	free(req.p);
 	free(resp.p);
 	return err;
 }
 
+int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
+{
+	return holder_commit(pid, gen, tag, -1);
+}
+
 int uffdwp_holder_commit_sync(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir)
 {
-	struct buf req = {0}, resp = {0};
-	int err;
-
-	err = put_u64(&req, gen);
-	if (!err)
-		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
-	if (!err)
-		err = client_call_fds(pid, REQ_COMMIT_SYNC, &req, &img_dir, 1, RESP_OK, &resp);
-	free(req.p);
-	free(resp.p);
-	return err;
+	return img_dir < 0 ? -EBADF : holder_commit(pid, gen, tag, img_dir);
 }
 
 int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st)
