@@ -42,20 +42,31 @@ WL_BINS     := $(patsubst test/workloads/%.c,$(BUILD)/test/%,$(WL_SRCS))
 LIB         := $(BUILD)/libuffdwp.a
 CLI         := $(BUILD)/uffdwp
 # The CRIU plugin needs a criu-plugin.h with the memory tracking hooks, i.e.
-# of a CRIU with criu-patches/ applied and installed (make install-criu).
-CRIU_INCLUDE ?= $(wildcard /opt/criu/include/criu)
+# of a CRIU with criu-patches/ applied and installed: `make criu` builds one
+# into $(CRIU_PREFIX) (scripts/build-criu), which is then used by default.
+CRIU_PREFIX ?= $(BUILD)/criu-uffdwp
+CRIU_INCLUDE ?= $(firstword $(wildcard $(CRIU_PREFIX)/include/criu /opt/criu/include/criu))
+# The CRIU and CRIU source tree the tests use: $(CRIU) and $(CRIU_SRC) when
+# set, else what `make criu` built.
+BUILT_CRIU  := $(wildcard $(abspath $(CRIU_PREFIX))/sbin/criu)
+BUILT_SRC   := $(wildcard $(abspath $(BUILD))/criu-src/criu/test/zdtm.py)
+TEST_ENV    := $(if $(CRIU),,$(if $(BUILT_CRIU),CRIU=$(BUILT_CRIU))) \
+	       $(if $(CRIU_SRC),,$(if $(BUILT_SRC),CRIU_SRC=$(abspath $(BUILD))/criu-src/criu))
+# Tracking other processes needs root; a user with sudo gets it for the
+# commands that need it.
+SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 CRIU_CPPFLAGS := $(if $(CRIU_INCLUDE),-I$(CRIU_INCLUDE))
 CRIU_HOOKS  := $(if $(CRIU_INCLUDE),$(shell grep -ls CR_PLUGIN_HOOK__MEM_DIRTY_RANGES \
 		 $(CRIU_INCLUDE)/criu-plugin.h))
 PLUGIN      := $(if $(and $(CRIU_SRCS),$(CRIU_HOOKS)),$(BUILD)/uffdwp_plugin.so)
 
-.PHONY: all test lint install uninstall bench clean demo fuzz
+.PHONY: all test lint install uninstall bench clean demo fuzz criu setup help distclean zdtm
 .DELETE_ON_ERROR:
 # Generated protobuf-c sources are not intermediates to delete.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
 all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS)
-	$(if $(PLUGIN),,@echo "note: CRIU plugin not built: no criu-plugin.h with memory tracking hooks in CRIU_INCLUDE='$(CRIU_INCLUDE)'")
+	$(if $(PLUGIN),,@echo "note: CRIU plugin not built: no criu-plugin.h with memory tracking hooks in CRIU_INCLUDE='$(CRIU_INCLUDE)'; run 'make criu' (builds CRIU with criu-patches/), then make again")
 
 $(BUILD)/images/%.pb-c.c $(BUILD)/images/%.pb-c.h: images/%.proto
 	@mkdir -p $(@D)
@@ -102,10 +113,21 @@ $(BUILD)/test/%: test/workloads/%.c test/workloads/workload.h
 	$(CC) $(CPPFLAGS) -Itest/workloads -std=gnu11 $(WARNINGS) $(CFLAGS) -o $@ $< -lpthread
 
 test: all
-	UFFDWP_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -ra test $(PYTEST_ARGS)
+	$(SUDO) env UFFDWP_BUILD=$(abspath $(BUILD)) $(TEST_ENV) $(PYTHON) -m pytest -ra test $(PYTEST_ARGS)
 
 demo: all
-	scripts/demo.sh
+	$(SUDO) env BUILD=$(BUILD) $(if $(BUILT_CRIU),CRIU=$(BUILT_CRIU)) scripts/demo.sh
+
+# CRIU at criu-patches/BASE with the series, into $(CRIU_PREFIX); quick when
+# nothing changed. The plugin is then built against it.
+criu:
+	scripts/build-criu --prefix $(CRIU_PREFIX) --work $(BUILD)/criu-src
+	$(MAKE) all
+
+# A fresh machine: Debian packages, CRIU with the series, everything built.
+setup:
+	scripts/install-deps.sh
+	$(MAKE) criu
 
 $(BUILD)/bench-track-tool: scripts/bench-track-tool.c $(LIB)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -142,7 +164,31 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/uffdwp $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so
 
+# clean keeps the CRIU that `make criu` built (two minutes to redo);
+# distclean removes it too.
 clean:
+	find $(BUILD) -mindepth 1 -maxdepth 1 ! -name criu-uffdwp ! -name criu-src \
+		-exec rm -rf {} + 2>/dev/null || true
+
+distclean:
 	rm -rf $(BUILD)
+
+help:
+	@echo 'make              build the library, the uffdwp command, the CRIU plugin'
+	@echo '                  (when a CRIU with criu-patches/ is found) and the test workloads'
+	@echo 'make setup        a fresh machine: Debian packages, CRIU with the series'
+	@echo '                  into $(CRIU_PREFIX), then everything built'
+	@echo 'make criu         only CRIU with the series (scripts/build-criu --help)'
+	@echo 'make demo         the demo: track a live workload, snapshot it (root or sudo)'
+	@echo 'make test         the test suite (root or sudo; PYTEST_ARGS=... passes on)'
+	@echo 'make zdtm         CRIU zdtm/static in three modes, a table (hours; by hand)'
+	@echo 'make lint         clang-format, the log-message rules, cppcheck'
+	@echo 'make bench        tracker and image benchmarks (JSON in $(BUILD)/)'
+	@echo 'make bench-criu   CRIU migration benchmark (root, about 10 minutes)'
+	@echo 'make fuzz         the image readers under libFuzzer'
+	@echo 'make install      uffdwp into $(BINDIR), the plugin into $(PLUGINDIR)'
+	@echo 'make clean        remove build outputs but CRIU; distclean removes all'
+	@echo 'Variables: BUILD=$(BUILD) CRIU_INCLUDE=$(CRIU_INCLUDE) PREFIX=$(PREFIX)'
+	@echo '           PLUGINDIR=$(PLUGINDIR) SANITIZE=1 (ASan/UBSan) CRIU=... CRIU_SRC=...'
 
 -include $(wildcard $(BUILD)/*/*.d)

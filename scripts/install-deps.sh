@@ -14,8 +14,10 @@ set -eu
 export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends \
+# Another apt (unattended-upgrades, say) may hold the dpkg lock: wait for it.
+APT="$SUDO apt-get -o DPkg::Lock::Timeout=600"
+$APT update -q
+$APT install -y -q --no-install-recommends \
 	build-essential pkg-config git \
 	libzstd-dev zstd libprotobuf-c-dev protobuf-c-compiler libnl-3-dev \
 	python3 python3-pytest python3-pytest-timeout python3-protobuf \
