@@ -11,6 +11,7 @@ PLUGINDIR  ?= /usr/lib/criu
 DESTDIR    ?=
 PYTHON     ?= /usr/bin/python3
 PYTEST_ARGS ?=
+TESTS      ?= test
 
 CC         ?= cc
 PROTOC_C   ?= protoc-c
@@ -113,7 +114,7 @@ $(BUILD)/test/%: test/workloads/%.c test/workloads/workload.h
 	$(CC) $(CPPFLAGS) -Itest/workloads -std=gnu11 $(WARNINGS) $(CFLAGS) -o $@ $< -lpthread
 
 test: all
-	$(SUDO) env UFFDWP_BUILD=$(abspath $(BUILD)) $(TEST_ENV) $(PYTHON) -m pytest -ra test $(PYTEST_ARGS)
+	$(SUDO) env UFFDWP_BUILD=$(abspath $(BUILD)) $(TEST_ENV) $(PYTHON) -m pytest -ra $(TESTS) $(PYTEST_ARGS)
 
 demo: all
 	$(SUDO) env BUILD=$(BUILD) $(if $(BUILT_CRIU),CRIU=$(BUILT_CRIU)) scripts/demo.sh
@@ -123,6 +124,12 @@ demo: all
 criu:
 	scripts/build-criu --prefix $(CRIU_PREFIX) --work $(BUILD)/criu-src
 	$(MAKE) all
+
+# Every zdtm/static test the uns flavour accepts, plainly and in both tracked
+# modes: a table in $(BUILD)/zdtm/zdtm.md. Hours; ZDTM_ARGS=--resume goes on
+# after an interruption, ZDTM_ARGS="-t maps00 -t shm" runs a few.
+zdtm: all
+	$(SUDO) env $(TEST_ENV) scripts/zdtm-table --build $(abspath $(BUILD)) $(ZDTM_ARGS)
 
 # A fresh machine: Debian packages, CRIU with the series, everything built.
 setup:
