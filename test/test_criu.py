@@ -552,3 +552,125 @@ def test_page_server(tree):
         if name != "dump":
             t.do_step()
     _restore_and_verify(t, t.base / "dump")
+
+
+def _kill_criu_at(t, action, name, parent, pattern):
+    """Run `criu action` and SIGKILL it once its log shows @pattern; returns
+    the log. CRIU logs with write(2) per line, so the kill lands a few
+    lines after the pattern at most."""
+    d = t.base / name
+    d.mkdir()
+    cmd = [t.criu, action, "-t", str(t.root), "-D", str(d), "-L", t.plugdir,
+           "-v4", "-o", "criu.log", "--uffd-wp-track"]
+    if parent:
+        cmd += ["--prev-images-dir", f"../{parent}"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: p.poll() is not None or pattern in (_read(d / "criu.log") or ""),
+                  f"'{pattern}' in the log of {action}")
+        assert p.poll() is None, f"{action} ended before '{pattern}'\n{_log_tail(d / 'criu.log')}"
+        p.kill()
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+    return _read(d / "criu.log") or ""
+
+
+def _task_state(pid):
+    """The fds and mappings of a task, minus what a killed CRIU leaves by
+    itself: its parasite blob stays mapped (plain CRIU does the same)."""
+    fds = sorted(os.listdir(f"/proc/{pid}/fd"))
+    with open(f"/proc/{pid}/maps") as f:
+        maps = [l for l in f if "/memfd:CRIUMFD" not in l]
+    return fds, maps
+
+
+def _uffd_wp_vmas(pid):
+    with open(f"/proc/{pid}/smaps") as f:
+        return sum(1 for l in f if l.startswith("VmFlags:") and " uw" in l)
+
+
+# (the run that is killed, where in its log)
+KILL_POINTS = {
+    "predump0-parasite": ("pre0", "has been switched to daemon mode"),
+    "predump0-track-task": ("pre0", "hook 15 ->"),
+    "predump1-after-scan": ("pre1", "uffdwp: criu: scan gen"),
+    "predump1-running": ("pre1", "Unfreezing tasks"),
+    "dump-after-scan": ("dump", "uffdwp: criu: scan gen"),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_criu_killed(tree, point):
+    """CRIU killed in the middle of a pre-dump or the dump: the tree runs on
+    with nothing of ours left in it (no fd, no mapping), and the migration
+    started again from the last good images loses no write."""
+    name, pattern = KILL_POINTS[point]
+    t = tree()
+    before = {pid: _task_state(pid) for pid in (t.root, t.child)}
+    parent = None
+    if name != "pre0":
+        t.run_criu("pre-dump", "pre0")
+        parent = "pre0"
+        t.do_step()
+    _kill_criu_at(t, "pre-dump" if name.startswith("pre") else "dump", "killed",
+                  parent, pattern)
+    for pid in (t.root, t.child):
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        assert state not in "tT", f"task {pid} left stopped ({state})"
+        assert _task_state(pid) == before[pid], f"task {pid}: fds or mappings left behind"
+    # It runs and writes (the restored tree checks all of it below; the
+    # workload exits once it has checked).
+    t.do_step()
+    # Start again from the last good images: what the killed run scanned
+    # and re-protected is still owed to the next one.
+    if parent:
+        t.run_criu("pre-dump", "again", parent)
+        parent = "again"
+        t.do_step()
+    _, d, _ = t.run_criu("dump", "dump", parent)
+    _restore_and_verify(t, d)
+
+
+def test_criu_killed_then_abandoned(tree):
+    """A pre-dump killed after its scan, then the migration given up: `uffdwp
+    track stop` leaves no holder, no file in /run/uffdwp and no protection."""
+    t = tree()
+    t.run_criu("pre-dump", "pre0")
+    t.do_step()
+    _kill_criu_at(t, "pre-dump", "killed", "pre0", "uffdwp: criu: scan gen")
+    holder = _holder_pid(t.root)
+    assert holder, "the holder must outlive a killed CRIU (it keeps what was scanned)"
+    assert _uffd_wp_vmas(t.root)
+    r = subprocess.run([UFFDWP, "track", "stop", "-t", str(t.root)], capture_output=True,
+                       text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    _wait_for(lambda: not os.path.exists(f"/proc/{holder}"), "holder gone")
+    for pid in (t.root, t.child):
+        assert _uffd_wp_vmas(pid) == 0, f"task {pid} still has uffd-wp mappings"
+    ino = os.stat("/proc/self/ns/pid").st_ino
+    left = [f for f in os.listdir(RUN_DIR) if f.startswith(f"{ino}-{t.root}.")
+            and not f.endswith(".log")]
+    assert not left, f"left in {RUN_DIR}: {left}"
+    t.do_step()
+    assert t.verify(t.root) == (f"ok {t.step}", f"ok {t.step}")
+
+
+def test_criu_killed_tree_gone(tree):
+    """A pre-dump killed after its scan, then the tree killed: the holder
+    exits by itself and removes its socket and lock."""
+    t = tree()
+    t.run_criu("pre-dump", "pre0")
+    t.do_step()
+    _kill_criu_at(t, "pre-dump", "killed", "pre0", "uffdwp: criu: scan gen")
+    holder = _holder_pid(t.root)
+    assert holder
+    root = t.root
+    kill_tree(root)
+    _wait_for(lambda: not os.path.exists(f"/proc/{holder}"), "holder gone with its tree")
+    ino = os.stat("/proc/self/ns/pid").st_ino
+    left = [f for f in os.listdir(RUN_DIR) if f.startswith(f"{ino}-{root}.")
+            and not f.endswith(".log")]
+    assert not left, f"left in {RUN_DIR}: {left}"
