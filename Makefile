@@ -33,8 +33,11 @@ PROTO_HDRS  := $(PROTO_SRCS:.c=.h)
 LIB_SRCS    := $(wildcard plugin/lib/*.c)
 LIB_OBJS    := $(patsubst plugin/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS)) \
 	       $(PROTO_SRCS:.c=.o)
+# Applications of the library (plugin/app/ROOM/), linked into the command.
+APP_SRCS    := $(wildcard plugin/app/*/*.c)
+APP_OBJS    := $(patsubst plugin/app/%.c,$(BUILD)/app/%.o,$(APP_SRCS))
 CLI_SRCS    := $(wildcard plugin/cli/*.c)
-CLI_OBJS    := $(patsubst plugin/cli/%.c,$(BUILD)/cli/%.o,$(CLI_SRCS))
+CLI_OBJS    := $(patsubst plugin/cli/%.c,$(BUILD)/cli/%.o,$(CLI_SRCS)) $(APP_OBJS)
 CRIU_SRCS   := $(wildcard plugin/criu/*.c)
 CRIU_OBJS   := $(patsubst plugin/criu/%.c,$(BUILD)/criu/%.o,$(CRIU_SRCS))
 WL_SRCS     := $(wildcard test/workloads/*.c)
@@ -81,6 +84,10 @@ $(BUILD)/lib/%.o: plugin/lib/%.c $(PROTO_HDRS)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/cli/%.o: plugin/cli/%.c $(PROTO_HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -Iplugin/app $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/app/%.o: plugin/app/%.c $(PROTO_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -162,7 +169,7 @@ lint:
 	scripts/lint-log.sh $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr \
-		-D_GNU_SOURCE -Iplugin/include -Iplugin/lib $(filter %.c,$(C_FILES))
+		-D_GNU_SOURCE -Iplugin/include -Iplugin/lib -Iplugin/app $(filter %.c,$(C_FILES))
 
 install: all
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/uffdwp
@@ -198,4 +205,4 @@ help:
 	@echo 'Variables: BUILD=$(BUILD) CRIU_INCLUDE=$(CRIU_INCLUDE) PREFIX=$(PREFIX)'
 	@echo '           PLUGINDIR=$(PLUGINDIR) SANITIZE=1 (ASan/UBSan) CRIU=... CRIU_SRC=...'
 
--include $(wildcard $(BUILD)/*/*.d)
+-include $(wildcard $(BUILD)/*/*.d $(BUILD)/app/*/*.d)

@@ -10,6 +10,7 @@
 int cmd_track(int argc, char **argv);
 int cmd_img(int argc, char **argv);
 int cmd_snap(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
 /* Hidden: poke at single library pieces (tests, kernel bring-up). */
 int cmd_debug(int argc, char **argv);
 

@@ -19,6 +19,7 @@ static const struct {
     {"track", cmd_track, "track the pages a running process tree writes"},
     {"snap", cmd_snap, "snapshot the memory of a running process tree into an image"},
     {"img", cmd_img, "inspect, verify, merge and flatten compressed images"},
+    {"migrate", cmd_migrate, "move a running process tree to another host with CRIU"},
     {"__debug", cmd_debug, NULL}, /* internal: library pieces, for the tests */
 };
 

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Running CRIU for the migration driver: spawning it with one socket
+ * handed down (--ps-socket), waiting for it with a timeout and an
+ * interruption count, and reading what it measured (stats-dump) and said
+ * (the tail of its log).
+ */
+#ifndef UFFDWP_MIG_CRIU_RUN_H__
+#define UFFDWP_MIG_CRIU_RUN_H__
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct mig_child {
+	pid_t pid;
+	int pidfd;
+	int status; /* wait(2) status once reaped */
+	int reaped;
+};
+
+/*
+ * Start @argv (argv[0] a path) in its own process group, so that a Ctrl-C
+ * on the terminal reaches only us: stdin /dev/null, stdout and stderr
+ * @out_fd (or /dev/null if < 0), @keep_fd (or -1) left open across exec,
+ * everything else close-on-exec. Returns 0 or -errno.
+ */
+int mig_child__spawn(struct mig_child *c, char *const argv[], int keep_fd, int out_fd);
+/*
+ * Wait for the child. While it runs, a @signals count (the caller's signal
+ * handler increments it) of 2 or more kills it: one Ctrl-C lets a CRIU run
+ * finish, so that what it froze it also lets go. Returns its exit code
+ * (0-255), 128+N for a death by signal N, -ETIMEDOUT after @timeout_ms (<0:
+ * none; the child is killed and reaped), or -errno.
+ */
+int mig_child__wait(struct mig_child *c, int timeout_ms, volatile sig_atomic_t *signals);
+/* Whether it still runs (not yet reaped and no exit seen). */
+int mig_child__running(struct mig_child *c);
+/* SIGKILL and reap it; no-op for a child not started or already reaped. */
+void mig_child__kill(struct mig_child *c);
+
+/* CRIU's dump statistics (its stats-dump image), times in microseconds. */
+struct mig_dump_stats {
+	uint32_t freezing_us;
+	uint32_t frozen_us;
+	uint32_t memdump_us;
+	uint32_t memwrite_us;
+	uint64_t pages_scanned;
+	uint64_t pages_skipped_parent;
+	uint64_t pages_written;
+	uint64_t pages_lazy;
+	uint64_t shpages_scanned;
+	uint64_t shpages_skipped_parent;
+	uint64_t shpages_written;
+};
+
+/*
+ * Read @dirfd/stats-dump into @st. Returns 0, -ENOENT without one, or
+ * -EBADMSG for a file that is not CRIU's dump statistics.
+ */
+int mig_read_dump_stats(int dirfd, struct mig_dump_stats *st);
+
+/*
+ * The first error line of CRIU log @name in @dirfd (else its last line),
+ * into @buf; "" when there is no such log.
+ */
+void mig_log_reason(int dirfd, const char *name, char *buf, size_t len);
+
+#endif /* UFFDWP_MIG_CRIU_RUN_H__ */

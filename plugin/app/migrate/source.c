@@ -1,0 +1,573 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The source side of a migration: pre-dumps until the model says stop, the
+ * final dump with the tasks left stopped, the two-step cut-over, and the
+ * rollback when anything fails before the destination runs.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "criu_run.h"
+#include "dirs.h"
+#include "holder.h"
+#include "log.h"
+#include "migrate.h"
+#include "model.h"
+#include "procfs.h"
+#include "wire.h"
+
+#define PAGE_BYTES 4096
+#define MAX_ARGS   64
+
+struct src {
+	const struct uffdwp_migrate_opts *o;
+	struct uffdwp_migrate_report *rep;
+	int ctl;
+	int workfd;
+	char work[PATH_MAX];
+	int io_ms;	   /* how long one answer of the destination may take */
+	bool stopped;	   /* the final dump left the tasks stopped */
+	bool cut;	   /* GO was sent: the destination may run the tree */
+	double dump_end_s; /* when the final dump's CRIU ended */
+	double t0;
+	struct mig_model model;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void emit(struct src *s, struct uffdwp_migrate_event *ev)
+{
+	if (s->o->cb)
+		s->o->cb(s->o->cb_arg, ev);
+}
+
+static void info(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info(struct src *s, const char *fmt, ...)
+{
+	struct uffdwp_migrate_event ev = {.kind = MIG_EV_INFO};
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ev.message = msg;
+	emit(s, &ev);
+}
+
+/* Record what failed (the first failure is the one to report); returns -1. */
+static int fail(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct src *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->rep->error[0])
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(s->rep->error, sizeof(s->rep->error), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static bool interrupted(struct src *s)
+{
+	return s->o->signals && *s->o->signals > 0;
+}
+
+/* Wait for the destination's answer to what was just sent: OK-like verb @want. */
+static int answer(struct src *s, const char *want, struct mig_msg *m, int timeout_ms)
+{
+	const char *why;
+	int err;
+
+	err = mig_recv(s->ctl, m, timeout_ms, -1);
+	if (err)
+		return fail(s, "the destination %s",
+			    err == -ECONNRESET	? "closed the connection"
+			    : err == -ETIMEDOUT ? "did not answer in time"
+						: uffdwp_strerror(-err));
+	if (!strcmp(m->verb, "ERR")) {
+		why = mig_msg__get(m, "msg");
+		return fail(s, "the destination: %s", why ? why : "failed");
+	}
+	if (strcmp(m->verb, want))
+		return fail(s, "the destination answered %s, not %s", m->verb, want);
+	return 0;
+}
+
+static int send_line(struct src *s, struct mig_out *out)
+{
+	int err = mig_out__send(out, s->ctl);
+
+	if (err)
+		return fail(s, "cannot talk to the destination: %s", uffdwp_strerror(-err));
+	return 0;
+}
+
+static int hello(struct src *s)
+{
+	const struct uffdwp_migrate_opts *o = s->o;
+	struct mig_out out;
+	struct mig_msg m;
+
+	s->ctl = mig_connect(o->to, s->io_ms);
+	if (s->ctl < 0)
+		return fail(s, "cannot connect to %s: %s", o->to, uffdwp_strerror(-s->ctl));
+	mig_out__init(&out, "HELLO");
+	mig_out__u64(&out, "v", MIG_PROTO_VERSION);
+	mig_out__u64(&out, "track", o->track);
+	mig_out__u64(&out, "plugin_pages", o->plugin_pages);
+	mig_out__u64(&out, "tcp_established", o->tcp_established);
+	mig_out__u64(&out, "shell_job", o->shell_job);
+	mig_out__u64(&out, "postcopy", o->postcopy);
+	if (send_line(s, &out) || answer(s, "OK", &m, s->io_ms))
+		return -1;
+	return 0;
+}
+
+/* Every regular file CRIU wrote into the local directory @n goes across. */
+static int send_files(struct src *s, unsigned int n, uint64_t *bytes)
+{
+	char name[32];
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd, err = 0;
+
+	snprintf(name, sizeof(name), "%u", n);
+	fd = openat(s->workfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(s, "%s/%s: %s", s->work, name, uffdwp_strerror(errno));
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return fail(s, "%s/%s: %s", s->work, name, uffdwp_strerror(errno));
+	}
+	while (!err && (de = readdir(d))) {
+		if (!mig_name_ok(de->d_name) || fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		err = mig_send_file(s->ctl, fd, de->d_name, n);
+		if (err)
+			fail(s, "sending %s/%u/%s: %s", s->work, n, de->d_name,
+			     uffdwp_strerror(-err));
+		*bytes += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return err ? -1 : 0;
+}
+
+struct run_result {
+	struct mig_dump_stats st;
+	double start_s, criu_end_s, end_s;
+	uint64_t bytes;
+};
+
+/*
+ * One CRIU run, pre-dump or the final dump, into local directory @n with
+ * its pages through the destination's page server, then its local files
+ * over: the destination has all of run @n when this returns 0.
+ */
+static int run_criu(struct src *s, unsigned int n, bool final, struct run_result *res)
+{
+	const struct uffdwp_migrate_opts *o = s->o;
+	char dname[32], dpath[PATH_MAX + 40], pid[16], psk[16], parent[48], reason[512];
+	char *argv[MAX_ARGS];
+	struct mig_child c = {.pid = -1};
+	struct mig_out out;
+	struct mig_msg m;
+	int argc = 0, data, outfd, dirfd, rc, err, i;
+	const char *action = final ? "dump" : "pre-dump";
+
+	memset(res, 0, sizeof(*res));
+	snprintf(dname, sizeof(dname), "%u", n);
+	snprintf(dpath, sizeof(dpath), "%s/%u", s->work, n);
+	if (mkdirat(s->workfd, dname, 0700))
+		return fail(s, "cannot make %s: %s", dpath, uffdwp_strerror(errno));
+	dirfd = openat(s->workfd, dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail(s, "%s: %s", dpath, uffdwp_strerror(errno));
+
+	mig_out__init(&out, "ITER");
+	mig_out__u64(&out, "n", n);
+	mig_out__u64(&out, "final", final);
+	if (send_line(s, &out) || answer(s, "READY", &m, s->io_ms))
+		goto err_dir;
+	data = mig_connect(o->to, s->io_ms);
+	if (data < 0) {
+		fail(s, "cannot open a page connection to %s: %s", o->to, uffdwp_strerror(-data));
+		goto err_dir;
+	}
+	mig_out__init(&out, "DATA");
+	mig_out__u64(&out, "n", n);
+	err = mig_out__send(&out, data);
+	if (err) {
+		fail(s, "page connection to %s: %s", o->to, uffdwp_strerror(-err));
+		close(data);
+		goto err_dir;
+	}
+
+	snprintf(pid, sizeof(pid), "%d", o->pid);
+	snprintf(psk, sizeof(psk), "%d", data);
+	snprintf(parent, sizeof(parent), "../%u", n - 1);
+	argv[argc++] = (char *)o->criu;
+	argv[argc++] = (char *)action;
+	argv[argc++] = "-t";
+	argv[argc++] = pid;
+	argv[argc++] = "-D";
+	argv[argc++] = dpath;
+	argv[argc++] = "-o";
+	argv[argc++] = final ? "dump.log" : "pre-dump.log";
+	argv[argc++] = "-v4";
+	argv[argc++] = "--page-server";
+	argv[argc++] = "--ps-socket";
+	argv[argc++] = psk;
+	if (n > 1) {
+		argv[argc++] = "--prev-images-dir";
+		argv[argc++] = parent;
+	}
+	if (o->track)
+		argv[argc++] = "--uffd-wp-track";
+	if (o->libdir) {
+		argv[argc++] = "-L";
+		argv[argc++] = (char *)o->libdir;
+	}
+	if (o->plugin_pages)
+		argv[argc++] = "--plugin-pages";
+	if (final)
+		argv[argc++] = "--leave-stopped";
+	if (o->tcp_established)
+		argv[argc++] = "--tcp-established";
+	if (o->shell_job)
+		argv[argc++] = "--shell-job";
+	for (i = 0; i < o->nr_criu_args && argc < MAX_ARGS - 1; i++)
+		argv[argc++] = o->criu_args[i];
+	argv[argc] = NULL;
+
+	outfd = openat(dirfd, "criu.out", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	res->start_s = now_s();
+	err = mig_child__spawn(&c, argv, data, outfd);
+	close(data); /* CRIU has its own: when it ends, the page server sees it */
+	if (outfd >= 0)
+		close(outfd);
+	if (err) {
+		fail(s, "cannot run %s: %s", o->criu, uffdwp_strerror(-err));
+		goto err_dir;
+	}
+	rc = mig_child__wait(&c, o->timeout_s * 1000, o->signals);
+	res->criu_end_s = now_s();
+	if (rc == 0 && final)
+		s->stopped = true;
+	if (rc) {
+		mig_log_reason(dirfd, final ? "dump.log" : "pre-dump.log", reason, sizeof(reason));
+		if (rc == -ETIMEDOUT)
+			fail(s, "criu %s took more than %d s (log: %s/%s.log)", action,
+			     o->timeout_s, dpath, action);
+		else if (rc >= 128)
+			fail(s, "criu %s was killed by signal %d%s", action, rc - 128,
+			     interrupted(s) ? " (interrupted)" : "");
+		else
+			fail(s, "criu %s failed (exit %d): %s (log: %s/%s.log)", action, rc,
+			     reason[0] ? reason : "no log", dpath, action);
+		/*
+		 * The page server may know better (a full disk there shows here
+		 * as a broken pipe): add what the destination says.
+		 */
+		mig_out__init(&out, "DONE");
+		mig_out__u64(&out, "n", n);
+		mig_out__i64(&out, "rc", rc);
+		if (!mig_out__send(&out, s->ctl) && !mig_recv(s->ctl, &m, s->io_ms, -1) &&
+		    !strcmp(m.verb, "ERR") && mig_msg__get(&m, "msg")) {
+			size_t len = strlen(s->rep->error);
+
+			snprintf(s->rep->error + len, sizeof(s->rep->error) - len,
+				 "; the destination says: %s", mig_msg__get(&m, "msg"));
+		}
+		goto err_dir;
+	}
+	err = mig_read_dump_stats(dirfd, &res->st);
+	if (err) {
+		fail(s, "%s/stats-dump: %s", dpath, uffdwp_strerror(-err));
+		goto err_dir;
+	}
+	if (send_files(s, n, &res->bytes))
+		goto err_dir;
+	mig_out__init(&out, "DONE");
+	mig_out__u64(&out, "n", n);
+	mig_out__u64(&out, "rc", 0);
+	if (send_line(s, &out) || answer(s, "OK", &m, s->io_ms))
+		goto err_dir;
+	res->end_s = now_s();
+	res->bytes += (res->st.pages_written + res->st.shpages_written) * PAGE_BYTES;
+	close(dirfd);
+	return 0;
+err_dir:
+	close(dirfd);
+	return -1;
+}
+
+static void run_event(struct src *s, unsigned int n, bool final, const struct run_result *r)
+{
+	struct uffdwp_migrate_event ev = {
+	    .kind = MIG_EV_ITERATION,
+	    .iter = n,
+	    .final = final,
+	    .pages = r->st.pages_written + r->st.shpages_written,
+	    .bytes = r->bytes,
+	    .duration_ms = (r->end_s - r->start_s) * 1e3,
+	    .frozen_ms = r->st.frozen_us / 1e3,
+	    .dirty_rate = s->model.dirty_rate,
+	    .bandwidth = s->model.bandwidth,
+	    .predicted_ms = final ? -1 : s->model.predicted_ms,
+	    .predicted_pages = s->model.predicted_pages,
+	};
+
+	emit(s, &ev);
+}
+
+/* Signal every task of the tree; returns how many could not be. */
+static int signal_tree(pid_t root, int sig)
+{
+	pid_t *pids = NULL;
+	int n, i, bad = 0;
+
+	n = uffdwp_proc_tree(root, true, &pids);
+	if (n < 0)
+		return n == -ESRCH ? 0 : 1;
+	for (i = 0; i < n; i++)
+		if (kill(pids[i], sig) && errno != ESRCH)
+			bad++;
+	free(pids);
+	return bad;
+}
+
+/*
+ * Undo what was done: the destination cleans up, the tasks run again,
+ * tracking stops and the huge pages it split are collapsed back.
+ */
+static int rollback(struct src *s)
+{
+	struct uffdwp_migrate_event ev = {.kind = MIG_EV_ROLLBACK};
+	struct uffdwp_stop_stats st;
+	struct mig_out out;
+	struct mig_msg m;
+	char msg[512];
+	int bad = 0, err;
+	size_t len = 0;
+
+	if (s->ctl >= 0) {
+		mig_out__init(&out, "ABORT");
+		if (!mig_out__send(&out, s->ctl) && !mig_recv(s->ctl, &m, s->io_ms, -1) &&
+		    !strcmp(m.verb, "OK"))
+			len += snprintf(msg + len, sizeof(msg) - len, "destination cleaned up; ");
+		else
+			len += snprintf(msg + len, sizeof(msg) - len,
+					"destination not reached (it cleans up by itself when the "
+					"connection drops); ");
+	}
+	if (s->stopped) {
+		bad = signal_tree(s->o->pid, SIGCONT);
+		s->stopped = bad != 0;
+		len += snprintf(msg + len, sizeof(msg) - len, "%s; ",
+				bad ? "could not resume every task" : "tasks resumed");
+	}
+	err = s->o->track ? uffdwp_holder_stop(s->o->pid, 1, &st) : -ENOENT;
+	if (!err)
+		len += snprintf(
+		    msg + len, sizeof(msg) - len,
+		    "tracking stopped, %.1f of %.1f MiB of split huge pages collapsed back",
+		    st.thp_recollapsed_bytes / 1048576.0, st.thp_split_bytes / 1048576.0);
+	else if (err == -ENOENT || err == -ECONNREFUSED)
+		len += snprintf(msg + len, sizeof(msg) - len, "not tracked");
+	else
+		len += snprintf(msg + len, sizeof(msg) - len, "stopping tracking failed: %s",
+				uffdwp_strerror(-err));
+	ev.reason = s->rep->error;
+	ev.message = msg;
+	emit(s, &ev);
+	return bad ? MIG_ROLLBACK_FAILED : MIG_ROLLED_BACK;
+}
+
+/*
+ * The cut-over after the final dump: the destination restores the tree
+ * and keeps it stopped (RESTORED), we say GO, it lets the tree run and
+ * says RUNNING, and only then is the source killed. A connection lost
+ * between GO and RUNNING leaves the source stopped: the tree may run on
+ * the destination, and two running copies would be worse than a stopped
+ * one.
+ */
+static int cut_over(struct src *s, unsigned int n, double freeze_s)
+{
+	struct uffdwp_migrate_event ev = {.kind = MIG_EV_RUNNING};
+	struct mig_out out;
+	struct mig_msg m;
+	uint64_t v;
+
+	mig_out__init(&out, "RESTORE");
+	mig_out__u64(&out, "n", n);
+	s->rep->images_ms = (now_s() - s->dump_end_s) * 1e3;
+	if (send_line(s, &out) || answer(s, "RESTORED", &m, s->o->timeout_s * 1000))
+		return -1;
+	if (!mig_msg__u64(&m, "restore_us", &v))
+		s->rep->restore_ms = v / 1e3;
+	mig_out__init(&out, "GO");
+	if (send_line(s, &out))
+		return -1;
+	s->cut = true;
+	if (answer(s, "RUNNING", &m, s->io_ms))
+		return -1;
+	s->rep->downtime_ms = (now_s() - freeze_s) * 1e3;
+	s->rep->dest_pid = mig_msg__u64(&m, "pid", &v) ? 0 : (pid_t)v;
+	signal_tree(s->o->pid, SIGKILL);
+	s->stopped = false;
+	mig_out__init(&out, "BYE");
+	mig_out__send(&out, s->ctl);
+	emit(s, &ev);
+	return 0;
+}
+
+static int make_work_dir(struct src *s)
+{
+	const char *base = getenv("TMPDIR");
+
+	if (s->o->work_dir) {
+		snprintf(s->work, sizeof(s->work), "%s", s->o->work_dir);
+		if (mkdir(s->work, 0700) && errno != EEXIST)
+			return fail(s, "cannot make %s: %s", s->work, uffdwp_strerror(errno));
+	} else {
+		snprintf(s->work, sizeof(s->work), "%s/uffdwp-migrate.XXXXXX",
+			 base && *base ? base : "/var/tmp");
+		if (!mkdtemp(s->work))
+			return fail(s, "cannot make %s: %s", s->work, uffdwp_strerror(errno));
+	}
+	s->workfd = open(s->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->workfd < 0)
+		return fail(s, "%s: %s", s->work, uffdwp_strerror(errno));
+	return 0;
+}
+
+int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_migrate_report *rep)
+{
+	struct uffdwp_migrate_event ev = {.kind = MIG_EV_CUTOVER};
+	struct src s = {.o = o, .rep = rep, .ctl = -1, .workfd = -1};
+	enum mig_stop stop = MIG_STOP_MAX_ITERS;
+	struct run_result r;
+	struct mig_run run;
+	unsigned int n = 0;
+	double freeze_s;
+	int ret;
+
+	memset(rep, 0, sizeof(*rep));
+	s.io_ms = o->timeout_s * 1000;
+	s.t0 = now_s();
+	mig_model__init(&s.model, o->max_downtime_ms, o->max_iters, o->restore_est_ms);
+	if (kill(o->pid, 0)) {
+		fail(&s, "no process %d: %s", o->pid, uffdwp_strerror(errno));
+		return MIG_USAGE;
+	}
+	if (make_work_dir(&s))
+		return MIG_USAGE;
+	info(&s, "local images in %s", s.work);
+	if (hello(&s))
+		goto rollback;
+
+	/* Pre-copy. */
+	while (n < o->max_iters) {
+		if (interrupted(&s)) {
+			fail(&s, "interrupted");
+			goto rollback;
+		}
+		n++;
+		if (run_criu(&s, n, false, &r))
+			goto rollback;
+		if (n == 1)
+			rep->memory_bytes =
+			    (r.st.pages_scanned + r.st.shpages_scanned) * PAGE_BYTES;
+		run = (struct mig_run){
+		    .start_s = r.start_s,
+		    .end_s = r.end_s,
+		    .frozen_ms = r.st.frozen_us / 1e3,
+		    .memdump_ms = r.st.memdump_us / 1e3,
+		    .memwrite_ms = r.st.memwrite_us / 1e3,
+		    .pages = r.st.pages_written + r.st.shpages_written,
+		};
+		stop = mig_model__add(&s.model, &run, now_s());
+		rep->pages_sent += run.pages;
+		rep->bytes_sent += r.bytes;
+		run_event(&s, n, false, &r);
+		if (stop != MIG_GO_ON)
+			break;
+	}
+	rep->stop_reason = o->max_iters ? mig_stop__str(stop) : "no pre-copy (stop-and-copy)";
+	rep->predicted_ms = s.model.predicted_ms;
+	ev.iter = n;
+	ev.reason = rep->stop_reason;
+	ev.predicted_ms = s.model.predicted_ms;
+	ev.predicted_pages = s.model.predicted_pages;
+	emit(&s, &ev);
+	if (interrupted(&s)) {
+		fail(&s, "interrupted");
+		goto rollback;
+	}
+
+	/* The final dump: the tasks stay stopped until the destination runs them. */
+	n++;
+	if (run_criu(&s, n, true, &r))
+		goto rollback;
+	/* The freeze began freezing + frozen time before CRIU ended. */
+	freeze_s = r.criu_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
+	s.dump_end_s = r.criu_end_s;
+	rep->frozen_ms = r.st.frozen_us / 1e3;
+	rep->pages_sent += r.st.pages_written + r.st.shpages_written;
+	rep->bytes_sent += r.bytes;
+	rep->iterations = n;
+	run_event(&s, n, true, &r);
+	if (interrupted(&s)) {
+		fail(&s, "interrupted");
+		goto rollback;
+	}
+	if (cut_over(&s, n, freeze_s))
+		goto rollback;
+	rep->total_ms = (now_s() - s.t0) * 1e3;
+	close(s.ctl);
+	close(s.workfd);
+	if (!o->keep)
+		mig_remove_dir(s.work);
+	return MIG_OK;
+
+rollback:
+	if (s.cut) {
+		/* GO went out: the destination may run it; keep ours stopped. */
+		info(&s, "the connection was lost after the destination was told to run the "
+			 "tree: the source stays stopped; check the destination before resuming "
+			 "it (kill -CONT) or killing it");
+		ret = MIG_ROLLBACK_FAILED;
+	} else {
+		ret = rollback(&s);
+	}
+	rep->iterations = n;
+	rep->total_ms = (now_s() - s.t0) * 1e3;
+	if (s.ctl >= 0)
+		close(s.ctl);
+	if (s.workfd >= 0)
+		close(s.workfd);
+	info(&s, "local images and CRIU logs kept in %s", s.work);
+	return ret;
+}

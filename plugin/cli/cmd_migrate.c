@@ -1,0 +1,430 @@
+// SPDX-License-Identifier: GPL-2.0
+/* uffdwp migrate: live migration of a process tree with CRIU. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "migrate/migrate.h"
+
+static const char migrate_usage[] =
+    "usage: uffdwp migrate -t PID --to ADDR:PORT [options]      (the source)\n"
+    "       uffdwp migrate --listen ADDR:PORT -D DIR [options]  (the destination)\n"
+    "\n"
+    "Move a running process tree to another host with CRIU. The destination\n"
+    "listens; the source connects, pre-dumps with --uffd-wp-track while the\n"
+    "tree runs (each pre-dump after the first sends only the pages written\n"
+    "since the one before, through CRIU's page server), and stops when the\n"
+    "predicted downtime of the final dump is under --max-downtime, when an\n"
+    "iteration no longer shrinks the set of written pages, or after\n"
+    "--max-iterations. The final dump leaves the tree stopped; the\n"
+    "destination restores it, still stopped; the source says go; only when\n"
+    "the destination says the tree runs is the source killed.\n"
+    "\n"
+    "Any failure before that (a page server or CRIU run that fails, a full\n"
+    "disk on either side, a restore that fails, a lost connection, Ctrl-C)\n"
+    "rolls back: the destination removes what it wrote, the source tree runs\n"
+    "on as before, untracked, with the huge pages tracking split collapsed\n"
+    "back. One Ctrl-C lets the CRIU run in progress finish first; a second\n"
+    "kills it. The tree must be a session of its own (CRIU's rule), in a pid\n"
+    "namespace of its own if source and destination are one machine.\n"
+    "\n"
+    "source options:\n"
+    "  -t, --pid PID          the root of the tree\n"
+    "  --to ADDR:PORT         the destination ('uffdwp migrate --listen')\n"
+    "  --max-downtime MS      cut over once the prediction is below (300)\n"
+    "  --max-iterations N     pre-dumps at most (10); 0: stop-and-copy\n"
+    "  --no-track             no --uffd-wp-track: every pre-dump is whole\n"
+    "  --restore-estimate MS  the destination's restore, in the prediction (50)\n"
+    "  --plugin-pages         compressed images (the plugin on both sides)\n"
+    "  --tcp-established      migrate established TCP connections\n"
+    "  --shell-job            the tree is a shell job\n"
+    "  -W, --work-dir DIR     the local images (default: a new /var/tmp/uffdwp-migrate.*)\n"
+    "  --keep                 keep the local images after a success\n"
+    "  --criu-arg ARG         one more argument for every CRIU pre-dump and dump\n"
+    "\n"
+    "destination options:\n"
+    "  --listen ADDR:PORT     where to wait for the source\n"
+    "  -D, --dir DIR          where the images go (made if missing; must be empty)\n"
+    "\n"
+    "both:\n"
+    "  --criu PATH            CRIU with criu-patches/ (default: $CRIU, else criu on PATH)\n"
+    "  -L, --libdir DIR       CRIU's plugin directory, with uffdwp_plugin.so\n"
+    "  --timeout S            for one CRIU run or one answer (600)\n"
+    "  --json                 records on stdout: iteration, cutover, running,\n"
+    "                         rollback, summary; progress lines go to stderr\n"
+    "\n"
+    "Exit codes: 0 migrated (the tree runs on the destination), 1 failed and\n"
+    "rolled back (the source runs), 2 usage, 3 failed after the cut-over,\n"
+    "4 failed and the source could not be resumed (the message says what to do).\n";
+
+enum {
+	OPT_TO = 0x100,
+	OPT_LISTEN,
+	OPT_MAX_DOWNTIME,
+	OPT_MAX_ITERS,
+	OPT_NO_TRACK,
+	OPT_RESTORE_EST,
+	OPT_PLUGIN_PAGES,
+	OPT_TCP,
+	OPT_SHELL_JOB,
+	OPT_KEEP,
+	OPT_CRIU_ARG,
+	OPT_CRIU,
+	OPT_TIMEOUT,
+	OPT_JSON,
+	OPT_POSTCOPY,
+};
+
+static volatile sig_atomic_t interrupts;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	interrupts++;
+}
+
+static const char *find_criu(const char *given)
+{
+	static char path[PATH_MAX];
+	const char *env = getenv("CRIU"), *p, *colon;
+	size_t n;
+
+	if (given)
+		return given;
+	if (env && *env)
+		return env;
+	for (p = getenv("PATH") ?: "/usr/sbin:/usr/bin:/sbin:/bin"; *p; p = colon + 1) {
+		colon = strchr(p, ':');
+		if (!colon)
+			colon = p + strlen(p);
+		n = (size_t)(colon - p);
+		if (n && n < sizeof(path) - 6) {
+			snprintf(path, sizeof(path), "%.*s/criu", (int)n, p);
+			if (!access(path, X_OK))
+				return path;
+		}
+		if (!*colon)
+			break;
+	}
+	return NULL;
+}
+
+static double mb(double bytes)
+{
+	return bytes / 1e6;
+}
+
+static void json_kv_num(const char *key, double v, bool *first)
+{
+	printf("%s\"%s\": %.3f", *first ? "" : ", ", key, v);
+	*first = false;
+}
+
+static void json_kv_str(const char *key, const char *v, bool *first)
+{
+	printf("%s\"%s\": ", *first ? "" : ", ", key);
+	uffdwp_json_str(stdout, v ? v : "");
+	*first = false;
+}
+
+static void print_event(void *arg, const struct uffdwp_migrate_event *ev)
+{
+	bool first = true;
+
+	(void)arg;
+	switch (ev->kind) {
+	case MIG_EV_ITERATION:
+		fprintf(stderr, "%s %u: %llu pages, %.1f MB sent in %.2f s, frozen %.1f ms",
+			ev->final ? "final dump" : "pre-dump", ev->iter,
+			(unsigned long long)ev->pages, mb((double)ev->bytes), ev->duration_ms / 1e3,
+			ev->frozen_ms);
+		if (ev->dirty_rate > 0)
+			fprintf(stderr, ", dirty %.0f pages/s (%.1f MB/s)", ev->dirty_rate,
+				mb(ev->dirty_rate * 4096));
+		if (ev->bandwidth > 0)
+			fprintf(stderr, ", link %.0f MB/s", mb(ev->bandwidth));
+		if (ev->predicted_ms >= 0)
+			fprintf(stderr, ", predicted downtime %.0f ms", ev->predicted_ms);
+		fputc('\n', stderr);
+		break;
+	case MIG_EV_CUTOVER:
+		fprintf(stderr, "cut-over after %u pre-dump(s): %s", ev->iter, ev->reason);
+		if (ev->predicted_ms >= 0)
+			fprintf(stderr, " (predicted %.0f ms for %llu pages)", ev->predicted_ms,
+				(unsigned long long)ev->predicted_pages);
+		fputc('\n', stderr);
+		break;
+	case MIG_EV_RUNNING:
+		fprintf(stderr, "the tree runs on the destination; source killed\n");
+		break;
+	case MIG_EV_ROLLBACK:
+		fprintf(stderr, "failed: %s\nrolled back: %s\n", ev->reason, ev->message);
+		break;
+	case MIG_EV_INFO:
+		fprintf(stderr, "%s\n", ev->message);
+		break;
+	}
+	if (!cli_json || ev->kind == MIG_EV_INFO)
+		return;
+	printf("{");
+	switch (ev->kind) {
+	case MIG_EV_ITERATION:
+		json_kv_str("event", "iteration", &first);
+		json_kv_num("iter", ev->iter, &first);
+		printf(", \"final\": %s", ev->final ? "true" : "false");
+		json_kv_num("pages", (double)ev->pages, &first);
+		json_kv_num("bytes", (double)ev->bytes, &first);
+		json_kv_num("duration_ms", ev->duration_ms, &first);
+		json_kv_num("frozen_ms", ev->frozen_ms, &first);
+		json_kv_num("dirty_pages_per_s", ev->dirty_rate, &first);
+		json_kv_num("bandwidth_bytes_per_s", ev->bandwidth, &first);
+		json_kv_num("predicted_downtime_ms", ev->predicted_ms, &first);
+		break;
+	case MIG_EV_CUTOVER:
+		json_kv_str("event", "cutover", &first);
+		json_kv_num("predumps", ev->iter, &first);
+		json_kv_str("reason", ev->reason, &first);
+		json_kv_num("predicted_downtime_ms", ev->predicted_ms, &first);
+		json_kv_num("predicted_pages", (double)ev->predicted_pages, &first);
+		break;
+	case MIG_EV_RUNNING:
+		json_kv_str("event", "running", &first);
+		break;
+	case MIG_EV_ROLLBACK:
+		json_kv_str("event", "rollback", &first);
+		json_kv_str("error", ev->reason, &first);
+		json_kv_str("undone", ev->message, &first);
+		break;
+	case MIG_EV_INFO:
+		break;
+	}
+	printf("}\n");
+	fflush(stdout);
+}
+
+static void print_summary(int ret, const struct uffdwp_migrate_report *r, bool source)
+{
+	bool first = true;
+
+	if (ret == MIG_OK && source)
+		fprintf(stderr,
+			"migrated in %.2f s: %u CRIU runs, %.1f MB sent for %.1f MB of memory, "
+			"downtime %.1f ms (predicted %.0f: final dump frozen %.1f, last images "
+			"over %.1f, restore %.1f), pid %d on the destination\n",
+			r->total_ms / 1e3, r->iterations, mb((double)r->bytes_sent),
+			mb((double)r->memory_bytes), r->downtime_ms, r->predicted_ms, r->frozen_ms,
+			r->images_ms, r->restore_ms, r->dest_pid);
+	else if (ret == MIG_OK)
+		fprintf(stderr, "the tree runs here as pid %d\n", r->dest_pid);
+	else if (r->error[0])
+		fprintf(stderr, "uffdwp migrate: %s\n", r->error);
+	if (!cli_json)
+		return;
+	printf("{");
+	json_kv_str("event", "summary", &first);
+	json_kv_str("side", source ? "source" : "destination", &first);
+	printf(", \"ok\": %s", ret == MIG_OK ? "true" : "false");
+	json_kv_num("exit_code", ret, &first);
+	json_kv_num("dest_pid", r->dest_pid, &first);
+	if (source) {
+		json_kv_num("iterations", r->iterations, &first);
+		json_kv_num("total_ms", r->total_ms, &first);
+		json_kv_num("downtime_ms", r->downtime_ms, &first);
+		json_kv_num("frozen_ms", r->frozen_ms, &first);
+		json_kv_num("images_ms", r->images_ms, &first);
+		json_kv_num("restore_ms", r->restore_ms, &first);
+		json_kv_num("predicted_downtime_ms", r->predicted_ms, &first);
+		json_kv_num("pages_sent", (double)r->pages_sent, &first);
+		json_kv_num("bytes_sent", (double)r->bytes_sent, &first);
+		json_kv_num("memory_bytes", (double)r->memory_bytes, &first);
+		json_kv_str("stop_reason", r->stop_reason, &first);
+	}
+	json_kv_str("error", r->error, &first);
+	printf("}\n");
+}
+
+static int parse_num(const char *opt, const char *arg, double min, double max, double *v)
+{
+	char *end;
+
+	errno = 0;
+	*v = strtod(arg, &end);
+	if (errno || end == arg || *end || *v < min || *v > max) {
+		fprintf(stderr, "uffdwp migrate: %s '%s': not a number in [%g, %g]\n", opt, arg,
+			min, max);
+		return -1;
+	}
+	return 0;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"pid", required_argument, NULL, 't'},
+	    {"to", required_argument, NULL, OPT_TO},
+	    {"listen", required_argument, NULL, OPT_LISTEN},
+	    {"dir", required_argument, NULL, 'D'},
+	    {"work-dir", required_argument, NULL, 'W'},
+	    {"libdir", required_argument, NULL, 'L'},
+	    {"max-downtime", required_argument, NULL, OPT_MAX_DOWNTIME},
+	    {"max-iterations", required_argument, NULL, OPT_MAX_ITERS},
+	    {"no-track", no_argument, NULL, OPT_NO_TRACK},
+	    {"restore-estimate", required_argument, NULL, OPT_RESTORE_EST},
+	    {"plugin-pages", no_argument, NULL, OPT_PLUGIN_PAGES},
+	    {"tcp-established", no_argument, NULL, OPT_TCP},
+	    {"shell-job", no_argument, NULL, OPT_SHELL_JOB},
+	    {"keep", no_argument, NULL, OPT_KEEP},
+	    {"criu-arg", required_argument, NULL, OPT_CRIU_ARG},
+	    {"criu", required_argument, NULL, OPT_CRIU},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct uffdwp_migrate_opts so = {
+	    .track = true,
+	    .max_downtime_ms = 300,
+	    .max_iters = 10,
+	    .restore_est_ms = 50,
+	    .timeout_s = 600,
+	    .signals = &interrupts,
+	    .cb = print_event,
+	};
+	struct uffdwp_migrate_dest_opts dop = {
+	    .timeout_s = 600, .signals = &interrupts, .cb = print_event};
+	struct uffdwp_migrate_report rep;
+	struct sigaction sa = {.sa_handler = on_signal};
+	const char *listen = NULL, *dir = NULL, *criu = NULL;
+	char *extra[32];
+	double v;
+	int c, ret, nr_extra = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:D:W:L:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			so.pid = cli_parse_pid(optarg);
+			if (so.pid < 0)
+				return 2;
+			break;
+		case OPT_TO:
+			so.to = optarg;
+			break;
+		case OPT_LISTEN:
+			listen = optarg;
+			break;
+		case 'D':
+			dir = optarg;
+			break;
+		case 'W':
+			so.work_dir = optarg;
+			break;
+		case 'L':
+			so.libdir = dop.libdir = optarg;
+			break;
+		case OPT_MAX_DOWNTIME:
+			if (parse_num("--max-downtime", optarg, 0, 3.6e6, &so.max_downtime_ms))
+				return 2;
+			break;
+		case OPT_MAX_ITERS:
+			if (parse_num("--max-iterations", optarg, 0, 1000, &v))
+				return 2;
+			so.max_iters = (unsigned int)v;
+			break;
+		case OPT_NO_TRACK:
+			so.track = false;
+			break;
+		case OPT_RESTORE_EST:
+			if (parse_num("--restore-estimate", optarg, 0, 3.6e6, &so.restore_est_ms))
+				return 2;
+			break;
+		case OPT_PLUGIN_PAGES:
+			so.plugin_pages = true;
+			break;
+		case OPT_TCP:
+			so.tcp_established = true;
+			break;
+		case OPT_SHELL_JOB:
+			so.shell_job = true;
+			break;
+		case OPT_KEEP:
+			so.keep = true;
+			break;
+		case OPT_CRIU_ARG:
+			if (nr_extra == (int)(sizeof(extra) / sizeof(extra[0]))) {
+				fprintf(stderr, "uffdwp migrate: too many --criu-arg\n");
+				return 2;
+			}
+			extra[nr_extra++] = optarg;
+			break;
+		case OPT_CRIU:
+			criu = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_num("--timeout", optarg, 1, 86400, &v))
+				return 2;
+			so.timeout_s = dop.timeout_s = (int)v;
+			break;
+		case OPT_POSTCOPY:
+			so.postcopy = true;
+			break;
+		case OPT_JSON:
+			cli_json = true;
+			break;
+		case 'h':
+			fputs(migrate_usage, stdout);
+			return 0;
+		default:
+			fputs(migrate_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "uffdwp migrate: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (!!listen == !!so.to) {
+		fprintf(stderr, "uffdwp migrate: give either --to (the source) or --listen (the "
+				"destination)\n");
+		return 2;
+	}
+	if (so.to && !so.pid) {
+		fprintf(stderr, "uffdwp migrate: the source needs -t PID\n");
+		return 2;
+	}
+	if (listen && !dir) {
+		fprintf(stderr, "uffdwp migrate: the destination needs -D DIR\n");
+		return 2;
+	}
+	so.criu = dop.criu = find_criu(criu);
+	if (!so.criu) {
+		fprintf(stderr, "uffdwp migrate: no CRIU: give --criu PATH or set $CRIU (a CRIU "
+				"with criu-patches/)\n");
+		return 2;
+	}
+	if (access(so.criu, X_OK)) {
+		fprintf(stderr, "uffdwp migrate: %s: %s\n", so.criu, strerror(errno));
+		return 2;
+	}
+	so.criu_args = extra;
+	so.nr_criu_args = nr_extra;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (listen) {
+		dop.listen = listen;
+		dop.dir = dir;
+		ret = uffdwp_migrate__dest(&dop, &rep);
+	} else {
+		ret = uffdwp_migrate__source(&so, &rep);
+	}
+	print_summary(ret, &rep, !listen);
+	return ret;
+}

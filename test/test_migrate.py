@@ -1,0 +1,471 @@
+# SPDX-License-Identifier: GPL-2.0
+"""`uffdwp migrate` between two hosts on one machine.
+
+Two network namespaces joined by a veth pair stand for the hosts; the
+workload and the source side run in one, the destination in the other, and
+everything between them goes over the veth (the control channel and CRIU's
+page server). The migrated tree checks its own memory on the destination.
+Every rollback case ends with the source checked: it runs, its memory is
+intact, it is not tracked any more, and the destination kept nothing.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import UFFDWP, kill_tree, stop_holder, workload_path
+from test_criu import _read, _uffd_wp_vmas, _wait_for, criu, plugdir  # noqa: F401
+
+pytestmark = pytest.mark.timeout(300)
+
+PORT = 2700
+
+
+class Hosts:
+    """Two network namespaces, src and dst, with 10.79.X.1 and .2 on a veth."""
+
+    def __init__(self):
+        tag = f"{os.getpid() % 10000}-{int(time.time() * 1000) % 100000}"
+        self.src, self.dst = f"uwp-s{tag}", f"uwp-d{tag}"
+        n = os.getpid() % 250 + 1
+        self.src_ip, self.dst_ip = f"10.79.{n}.1", f"10.79.{n}.2"
+        self.made = []
+        veth = f"uwv{tag}"[:15]
+        try:
+            for ns in (self.src, self.dst):
+                self._ip("netns", "add", ns)
+                self.made.append(ns)
+            self._ip("link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b")
+            self._ip("link", "set", veth + "a", "netns", self.src)
+            self._ip("link", "set", veth + "b", "netns", self.dst)
+            for ns, dev, ip in ((self.src, veth + "a", self.src_ip),
+                                (self.dst, veth + "b", self.dst_ip)):
+                self._ip("-n", ns, "addr", "add", ip + "/24", "dev", dev)
+                self._ip("-n", ns, "link", "set", dev, "up")
+                self._ip("-n", ns, "link", "set", "lo", "up")
+            self.dev = veth + "a"
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _ip(*args):
+        r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+        if r.returncode:
+            raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+    def on(self, ns):
+        return ["nsenter", f"--net=/run/netns/{ns}"]
+
+    def limit(self, rate):
+        """Limit what the source sends to @rate (tc syntax, e.g. '40mbit')."""
+        r = subprocess.run(["tc", "-n", self.src, "qdisc", "add", "dev", self.dev, "root",
+                            "tbf", "rate", rate, "burst", "64kb", "latency", "400ms"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode:
+            pytest.skip(f"cannot limit the link with tc: {r.stderr.strip()}")
+
+    def close(self):
+        for ns in self.made:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def hosts(criu):
+    for tool in ("ip", "nsenter", "unshare", "setsid"):
+        if not shutil.which(tool):
+            pytest.skip(f"no {tool} on PATH")
+    try:
+        h = Hosts()
+    except RuntimeError as e:
+        pytest.skip(f"cannot make two network namespaces: {e}")
+    yield h
+    h.close()
+
+
+class Tree:
+    """A workload tree on the source host, in a pid namespace of its own."""
+
+    def __init__(self, hosts, tmp_path, workload, args):
+        self.wl = tmp_path / "wl"
+        self.wl.mkdir()
+        flags = [str(a) for a in args if str(a).startswith("-")]
+        rest = [str(a) for a in args if not str(a).startswith("-")]
+        cmd = hosts.on(hosts.src) + ["unshare", "-pf", "setsid", workload_path(workload),
+                                     *flags, str(self.wl), *rest]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, GLIBC_TUNABLES="glibc.pthread.rseq=0"))
+        ready = _wait_for(lambda: _read(self.wl / "ready"), f"{workload} ready")
+        self.root = int(ready.split()[0])
+        self.pids = [self.root]
+
+    def alive(self):
+        try:
+            with open(f"/proc/{self.root}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in "ZXtT"
+        except OSError:
+            return False
+
+    def close(self, restored=None):
+        for pid in [restored, self.root]:
+            if pid:
+                stop_holder(pid)
+                kill_tree(pid)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+class Migration:
+    def __init__(self, hosts, criu, plugdir, tmp_path):
+        self.hosts, self.criu, self.plugdir, self.base = hosts, criu, plugdir, tmp_path
+        self.dst_dir = tmp_path / "dst"
+        self.dest = None
+        self.restored = None
+
+    def start_dest(self, extra=(), prefix=(), dst_dir=None):
+        self.dst_dir = dst_dir or self.dst_dir
+        cmd = (list(prefix) + self.hosts.on(self.hosts.dst) +
+               [UFFDWP, "migrate", "--listen", f"{self.hosts.dst_ip}:{PORT}",
+                "-D", str(self.dst_dir), "-L", self.plugdir, "--criu", self.criu,
+                "--json", "--timeout", "120", *extra])
+        self.dest_err = open(self.base / "dest.err", "w+")
+        self.dest = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.dest_err, text=True)
+        _wait_for(lambda: "listening on" in (_read(self.base / "dest.err") or "") or
+                  self.dest.poll() is not None, "the destination listening")
+        assert self.dest.poll() is None, _read(self.base / "dest.err")
+
+    def source_cmd(self, pid, extra=()):
+        return (self.hosts.on(self.hosts.src) +
+                [UFFDWP, "migrate", "-t", str(pid), "--to", f"{self.hosts.dst_ip}:{PORT}",
+                 "-L", self.plugdir, "--criu", self.criu, "--json", "--timeout", "120",
+                 "-W", str(self.base / "src"), *extra])
+
+    def run_source(self, pid, extra=(), timeout=240):
+        r = subprocess.run(self.source_cmd(pid, extra), capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL)
+        return r.returncode, records(r.stdout), r.stderr
+
+    def finish_dest(self):
+        out, _ = self.dest.communicate(timeout=120)
+        self.dest_err.seek(0)
+        recs = records(out)
+        summ = [r for r in recs if r.get("event") == "summary"]
+        if summ and summ[-1]["dest_pid"]:
+            self.restored = int(summ[-1]["dest_pid"])
+        return self.dest.returncode, recs, self.dest_err.read()
+
+    def close(self):
+        if self.dest and self.dest.poll() is None:
+            self.dest.kill()
+            self.dest.wait(timeout=10)
+        if self.restored:
+            kill_tree(self.restored)
+
+
+def records(out):
+    return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+
+
+def summary(recs):
+    s = [r for r in recs if r.get("event") == "summary"]
+    assert s, f"no summary in {recs}"
+    return s[-1]
+
+
+@pytest.fixture
+def mig(hosts, criu, plugdir, tmp_path):
+    m = Migration(hosts, criu, plugdir, tmp_path)
+    trees = []
+
+    def tree(workload="bench_wl", args=()):
+        t = Tree(hosts, tmp_path, workload, args)
+        trees.append(t)
+        return t
+    m.tree = tree
+    yield m
+    m.close()
+    for t in trees:
+        t.close(m.restored)
+
+
+def bench_verify(wl_dir, pid):
+    """Stop bench_wl's writer and have it check every page: (ok, answer)."""
+    try:
+        os.unlink(wl_dir / "verify")
+    except FileNotFoundError:
+        pass
+    os.kill(pid, signal.SIGUSR2)
+    ans = _wait_for(lambda: _read(wl_dir / "verify"), "verify").strip()
+    return ans.startswith("ok"), ans
+
+
+def assert_source_as_before(m, t, dst_rc, dst_recs):
+    """After a rollback: the destination kept nothing, the source runs, is
+    untracked, and its memory is what it wrote."""
+    assert dst_rc == 1, f"destination exit {dst_rc}"
+    assert not m.dst_dir.exists() or not os.listdir(m.dst_dir), \
+        f"left at the destination: {os.listdir(m.dst_dir)}"
+    assert t.alive(), "the source tree is not running"
+    assert _uffd_wp_vmas(t.root) == 0, "the source is still tracked"
+    ok, ans = bench_verify(t.wl, t.root)
+    assert ok, ans
+
+
+# bench_wl: PAGES pages, RATE random page writes a second, continuously (-c).
+BENCH = ("-c", 32768, 2000, 1)
+
+
+def test_precopy(mig):
+    """Pre-copy converges on a tree writing 2000 pages/s; the destination's
+    tree has every write, and each pre-dump after the first sent a part."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    rc, recs, err = mig.run_source(t.root, ["--max-downtime", "5000"])
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 0, err + derr
+    assert drc == 0, derr
+    s = summary(recs)
+    its = [r for r in recs if r["event"] == "iteration"]
+    assert its[-1]["final"] and not any(r["final"] for r in its[:-1])
+    assert len(its) >= 2
+    assert s["iterations"] == len(its)
+    full = its[0]["pages"]
+    assert full >= 32768
+    for r in its[1:]:
+        assert r["pages"] < full / 2, f"run {r['iter']} sent {r['pages']} of {full} pages"
+    assert [r for r in recs if r["event"] == "cutover"][0]["reason"]
+    assert s["downtime_ms"] > 0 and s["dest_pid"] > 0
+    # Bytes sent: about the memory plus what was written meanwhile.
+    assert s["bytes_sent"] <= 1.2 * s["memory_bytes"] + s["pages_sent"] * 4096
+    assert not t.alive(), "the source still runs after the cut-over"
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
+    assert not (mig.base / "src").exists(), "local images left after a success"
+
+
+def test_precopy_criu_wl(mig):
+    """criu_wl (anon, THP, sparse, shared and file memory, a child), stepped
+    while the pre-dumps run: every page checks out on the destination."""
+    t = mig.tree("criu_wl", (1024,))
+    mig.start_dest()
+    stop = threading.Event()
+
+    def steps():
+        while not stop.is_set():
+            try:
+                os.kill(t.root, signal.SIGUSR1)
+            except ProcessLookupError:
+                return
+            time.sleep(0.3)
+    th = threading.Thread(target=steps)
+    th.start()
+    try:
+        rc, recs, err = mig.run_source(t.root, ["--max-iterations", "3"])
+    finally:
+        stop.set()
+        th.join()
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 0 and drc == 0, err + derr
+    step = int((_read(t.wl / "step") or "0").strip() or 0)
+    assert step > 0, "no step ran during the migration"
+    os.kill(mig.restored, signal.SIGUSR2)
+    parent = _wait_for(lambda: _read(t.wl / "verify"), "verify").strip()
+    child = (_read(t.wl / "verify.child") or "").strip()
+    assert parent.startswith("ok") and child.startswith("ok"), (parent, child)
+    assert int(parent.split()[1]) >= step
+
+
+def test_stop_and_copy(mig):
+    """--max-iterations 0 --no-track: one plain dump, the baseline."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    rc, recs, err = mig.run_source(t.root, ["--max-iterations", "0", "--no-track"])
+    drc, _, derr = mig.finish_dest()
+    assert rc == 0 and drc == 0, err + derr
+    s = summary(recs)
+    assert s["iterations"] == 1 and "stop-and-copy" in s["stop_reason"]
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
+
+
+def test_writes_outpace_link(mig):
+    """A tree writing faster than the link: pre-copy stops when the dirty
+    set no longer shrinks, says so, and still migrates correctly."""
+    mig.hosts.limit("40mbit")  # 5 MB/s
+    t = mig.tree("bench_wl", ("-c", 4096, 0, 1))  # writes flat out
+    mig.start_dest()
+    rc, recs, err = mig.run_source(t.root, ["--max-downtime", "1", "--max-iterations", "8"])
+    drc, _, derr = mig.finish_dest()
+    assert rc == 0 and drc == 0, err + derr
+    cut = [r for r in recs if r["event"] == "cutover"][0]
+    assert "no longer shrinks" in cut["reason"], cut
+    assert cut["predumps"] < 8
+    assert "no longer shrinks" in err
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
+
+
+def _page_server_pid(dest):
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{d}/cmdline") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if ppid == dest.pid and "page-server" in cmd:
+                return int(d)
+    return None
+
+
+def test_rollback_page_server_dies(mig):
+    """The destination's page server killed during a pre-dump: rolled back."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--max-downtime", "0"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    pid = _wait_for(lambda: _page_server_pid(mig.dest), "a page server", timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    out, err = src.communicate(timeout=200)
+    drc, drecs, derr = mig.finish_dest()
+    assert src.returncode == 1, err
+    rb = [r for r in records(out) if r["event"] == "rollback"]
+    assert rb and rb[0]["error"], out
+    assert_source_as_before(mig, t, drc, drecs)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 24 MiB tmpfs, unmounted after the test."""
+    d = tmp_path / "small"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(d)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs: {r.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_rollback_destination_disk_full(mig, small_fs):
+    """The destination's disk fills during the first pre-dump: rolled back,
+    the error names the full disk."""
+    t = mig.tree("bench_wl", ("-c", 16384, 2000, 1))  # 64 MiB > 24 MiB
+    mig.start_dest(dst_dir=small_fs / "dst")
+    rc, recs, err = mig.run_source(t.root)
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 1, err
+    assert re.search(r"No space left|ENOSPC|page server", err + derr), err + derr
+    assert_source_as_before(mig, t, drc, drecs)
+
+
+def test_rollback_source_disk_full(mig, small_fs):
+    """The source's local image directory is full: rolled back."""
+    t = mig.tree("bench_wl", BENCH)
+    fill = small_fs / "fill"
+    subprocess.run(["dd", "if=/dev/zero", f"of={fill}", "bs=1M", "count=24"],
+                   capture_output=True)
+    mig.start_dest()
+    r = subprocess.run(mig.source_cmd(t.root, ["-W", str(small_fs / "src")]),
+                       capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL)
+    drc, drecs, derr = mig.finish_dest()
+    assert r.returncode in (1, 2), r.stderr
+    assert_source_as_before(mig, t, drc, drecs)
+
+
+def test_rollback_restore_fails(mig, tmp_path):
+    """The restore fails on the destination (the file the tree maps is not
+    there: the destination sees an empty directory in its place)."""
+    t = mig.tree("criu_wl", (256,))
+    # The destination runs in a mount namespace of its own where the
+    # workload's directory (with the mapped wl.data) is an empty tmpfs.
+    hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs none "{t.wl}" && exec "$@"', "sh"]
+    mig.start_dest(prefix=hide)
+    rc, recs, err = mig.run_source(t.root, ["--max-iterations", "2"])
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 1, err
+    assert "restore failed" in err, err
+    assert drc == 1
+    assert not mig.dst_dir.exists() or not os.listdir(mig.dst_dir)
+    assert t.alive() and _uffd_wp_vmas(t.root) == 0
+    os.kill(t.root, signal.SIGUSR1)
+    _wait_for(lambda: (_read(t.wl / "step") or "").strip() != "", "a step after the rollback")
+    os.kill(t.root, signal.SIGUSR2)
+    parent = _wait_for(lambda: _read(t.wl / "verify"), "verify").strip()
+    assert parent.startswith("ok"), parent
+
+
+@pytest.mark.parametrize("when", ["predump-1", "between", "final-dump"])
+def test_rollback_interrupted(mig, when):
+    """Ctrl-C (SIGINT) to the source at a step: the run in progress ends,
+    then everything is undone."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--max-downtime", "0",
+                                                   "--max-iterations", "4"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    if when == "predump-1":
+        _wait_for(lambda: any(_cmdline(p)[1:2] == ["pre-dump"] for p in _children(src.pid)),
+                  "criu pre-dump running")
+    elif when == "final-dump":
+        _wait_for(lambda: any(_cmdline(p)[1:2] == ["dump"] for p in _children(src.pid)),
+                  "criu dump running", timeout=120)
+    else:
+        _wait_for(lambda: (mig.base / "src" / "2").exists(), "pre-dump 2 started")
+    os.kill(src.pid, signal.SIGINT)
+    out, err = src.communicate(timeout=200)
+    drc, drecs, derr = mig.finish_dest()
+    assert src.returncode == 1, err
+    assert "interrupted" in err, err
+    assert_source_as_before(mig, t, drc, drecs)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read().split("\0")
+    except OSError:
+        return []
+
+
+def _children(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(d))
+            except OSError:
+                pass
+    return kids
+
+
+def test_usage_errors(tmp_path):
+    """Bad arguments are refused before anything starts, naming the problem."""
+    for args, want in ((["-t", "1"], "either --to"),
+                       (["--to", "127.0.0.1:1"], "-t PID"),
+                       (["--listen", "127.0.0.1:1"], "-D DIR"),
+                       (["-t", "x", "--to", "127.0.0.1:1"], "not a process id")):
+        r = subprocess.run([UFFDWP, "migrate", *args], capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+        assert r.returncode == 2 and want in r.stderr, (args, r.stderr)
+    d = tmp_path / "used"
+    d.mkdir()
+    (d / "x").write_text("x")
+    r = subprocess.run([UFFDWP, "migrate", "--listen", "127.0.0.1:2799", "-D", str(d),
+                        "--criu", "/bin/true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
