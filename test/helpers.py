@@ -264,3 +264,29 @@ def task_ranges(report, pid):
         if t["pid"] == pid:
             return t["ranges"]
     return []
+
+
+# PAGEMAP_SCAN (Linux 6.7): _IOWR('f', 16, struct pm_scan_arg), 96 bytes.
+PAGEMAP_SCAN = 0xC0606610
+PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPPED = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4)
+
+
+def pagemap_scan(pid, start, end, mask, inverted=0):
+    """The regions of [start, end) of pid whose categories match @mask
+    (after @inverted), as the kernel's own walk says: [(start, end, cats)].
+    Read only: no write-protect flag is given."""
+    import ctypes
+    import fcntl
+    out, nvec = [], 512
+    vec = (ctypes.c_uint64 * (3 * nvec))()
+    with open(f"/proc/{pid}/pagemap", "rb") as f:
+        while start < end:
+            arg = (ctypes.c_uint64 * 12)(96, 0, start, end, 0, ctypes.addressof(vec), nvec, 0,
+                                         inverted, mask, 0, mask)
+            n = fcntl.ioctl(f.fileno(), PAGEMAP_SCAN, arg)
+            out += [(vec[3 * i], vec[3 * i + 1], vec[3 * i + 2]) for i in range(n)]
+            if arg[4] <= start:
+                break
+            start = arg[4]  # walk_end
+    return out

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from helpers import (PAGE, UFFDWP, check_no_false_negative, descendants, frozen, holder_file,
-                     in_ranges,
-                     read_maps, snapshot, task_ranges, uffdwp)
+from helpers import (PAGE, PAGE_IS_SWAPPED, UFFDWP, check_no_false_negative, descendants, frozen,
+                     holder_file, in_ranges, pagemap_scan, read_maps, snapshot, task_ranges,
+                     uffdwp)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,6 +139,32 @@ def test_hugetlb(wl, hugetlb):
     got = dirty_in(rep, w.pid, addr, addr + length)
     assert got >= 1, "hugetlb write not reported"
     assert got <= 512, f"one huge page written, {got} pages dirty"
+
+
+def _swapped_pages(pid, addr, length):
+    """Pages of [addr, addr + length) that the kernel's PAGEMAP_SCAN calls
+    swapped, as a dumper's walk sees them (a uffd-wp marker reads so;
+    /proc/PID/pagemap does not show it for hugetlb)."""
+    return sum((e - s) // PAGE for s, e, _ in
+               pagemap_scan(pid, addr, addr + length, PAGE_IS_SWAPPED))
+
+
+def test_hugetlb_private_file_holes(wl, hugetlb):
+    """A private mapping of a hugetlb memfd, never touched: tracking puts no
+    marker in its holes (a dumper would take them for swapped pages and
+    restore a private copy where the task sees the file), and a write to it
+    is still reported."""
+    w = wl()
+    addr, length = w.map(1, "hugetlb-file", 1024)
+    t = Tracked(w)
+    assert _swapped_pages(w.pid, addr, length) == 0, "markers in a private file mapping's holes"
+    t.round()
+    assert _swapped_pages(w.pid, addr, length) == 0
+    w.cmd("write 1 600 1 2")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) >= 1, "hugetlb private write not reported"
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
 
 
 def test_memfd_open_fd_always_dirty(wl):

@@ -38,7 +38,7 @@ ZDTM_TESTS = [
     "uffd-events", "mlock_setuid",
     # shared memory: anon shared, SysV, memfd
     "shm", "shm-mp", "shm-unaligned", "shm-hugetlb", "shmemfd", "shmemfd-priv",
-    "memfd00", "memfd01", "memfd02", "memfd03", "memfd04", "memfd05",
+    "memfd00", "memfd01", "memfd02", "memfd02-hugetlb", "memfd03", "memfd04", "memfd05",
     "sem", "msgque", "ipc_namespace",
     # processes and threads: fork, COW, pthreads, stacks, vdso
     "cow00", "cow01", "pthread00", "pthread01", "pthread02", "pstree",

@@ -110,6 +110,18 @@ static bool vma_dumpable(const struct uffdwp_vma *v)
 	       v->kind == UFFDWP_VMA_SHMEM || v->kind == UFFDWP_VMA_HUGETLB;
 }
 
+/*
+ * A private mapping of a file, hugetlbfs included (a MAP_PRIVATE hugetlb
+ * memfd, or anonymous MAP_HUGETLB, which the kernel backs by a hugetlbfs
+ * file): its pages are the file's until written, and only the written ones
+ * (anonymous copies) are the task's to dump.
+ */
+static bool vma_private_file(const struct uffdwp_vma *v)
+{
+	return v->kind == UFFDWP_VMA_FILE_PRIVATE ||
+	       (v->kind == UFFDWP_VMA_HUGETLB && !(v->prot & UFFDWP_VMA_SHARED));
+}
+
 static int note_add(struct uffdwp_task_report *rep, uint64_t start, uint64_t end,
 		    enum uffdwp_reason reason, int err)
 {
@@ -407,6 +419,10 @@ static int protect_range(int uffd, uint64_t start, uint64_t end)
  * holes alone: with WP_UNPOPULATED a protected hole gets a PTE marker, and
  * so does a zapped page (MADV_DONTNEED, truncate). Only the second kind
  * means lost data, and they are told apart only if the first never exists.
+ * A marker in a hole also reads as a swapped page to a dumper's pagemap
+ * walk: CRIU, which skips the unwritten file pages of a private mapping,
+ * would copy such a hole, and restore a private copy where the task saw the
+ * file (zdtm memfd02-hugetlb: a later write to the file did not show).
  */
 static int protect_present(struct trk_task *tk, uint64_t start, uint64_t end)
 {
@@ -552,7 +568,7 @@ static int task_register(struct trk_task *tk, const struct uffdwp_vma *v, uint64
 	int err;
 
 	err = reg_range(tk->uffd, start, end);
-	if (!err && v->kind == UFFDWP_VMA_FILE_PRIVATE)
+	if (!err && vma_private_file(v))
 		err = protect_present(tk, start, end);
 	else if (!err && v->kind == UFFDWP_VMA_ANON)
 		err = protect_anon(tk, start, end);
@@ -678,7 +694,7 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 			}
 			if (!err && in_w && in_ours) {
 				err = uffdwp_rangeset__add(&ours_now, a, b);
-				if (!err && v->kind == UFFDWP_VMA_FILE_PRIVATE)
+				if (!err && vma_private_file(v))
 					err = uffdwp_rangeset__add(&file_priv, a, b);
 				if (!err && uffdwp_vma_is_shared_obj(v))
 					err = uffdwp_rangeset__add(&shared, a, b);

@@ -4,7 +4,7 @@
  * Each command answers one line on stdout, "ok ..." or "error ...", once
  * its effect is complete, so the test knows exactly what memory holds.
  *
- *   map ID KIND PAGES      anon|thp|shmem|memfd|memfd-closed|sysv|file|hugetlb
+ *   map ID KIND PAGES      anon|thp|shmem|memfd|memfd-closed|sysv|file|hugetlb|hugetlb-file
  *   write ID PAGE N SEED   fill pages with the pattern of SEED
  *   touch ID PAGE N        read pages (fault them in, no write)
  *   pwrite ID PAGE N SEED  write through the memfd's file descriptor
@@ -145,6 +145,20 @@ static int do_map(int id, const char *kind, size_t pages)
 	} else if (!strcmp(kind, "hugetlb")) {
 		len = (len + HPAGE - 1) & ~(HPAGE - 1);
 		r->addr = mmap(NULL, len, rw, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	} else if (!strcmp(kind, "hugetlb-file")) {
+		/* A private mapping of a hugetlb memfd the test filled, untouched. */
+		char *fill;
+
+		len = (len + HPAGE - 1) & ~(HPAGE - 1);
+		r->fd = memfd_create("memwl-huge", MFD_CLOEXEC | MFD_HUGETLB);
+		if (r->fd < 0 || ftruncate(r->fd, len))
+			return -1;
+		fill = mmap(NULL, len, rw, MAP_SHARED, r->fd, 0);
+		if (fill == MAP_FAILED)
+			return -1;
+		memset(fill, 0x5a, len);
+		munmap(fill, len);
+		r->addr = mmap(NULL, len, rw, MAP_PRIVATE, r->fd, 0);
 	} else {
 		errno = EINVAL;
 		return -1;
