@@ -469,3 +469,68 @@ def test_usage_errors(tmp_path):
     r = subprocess.run([UFFDWP, "migrate", "--listen", "127.0.0.1:2799", "-D", str(d),
                         "--criu", "/bin/true"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
+
+
+@pytest.fixture
+def lazy_pipes():
+    """CRIU's remote lazy pages need 4 MiB pipes: root lacks CAP_SYS_RESOURCE
+    here, so fs.pipe-max-size is raised for the test and put back after."""
+    import zdtm_run
+    with zdtm_run.sysctls({"fs.pipe-max-size": 4194304}):
+        yield
+
+
+def test_postcopy(mig, lazy_pipes):
+    """--postcopy: pre-copy, then the final dump leaves the written pages on
+    the source, served on fault and in the background; every page checks out."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    rc, recs, err = mig.run_source(t.root, ["--postcopy", "--max-iterations", "2"])
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 0 and drc == 0, err + derr
+    s = summary(recs)
+    assert s["downtime_ms"] > 0
+    assert "every page is here" in derr
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
+
+
+def test_postcopy_refused_without_big_pipes(mig):
+    """Without fs.pipe-max-size of 4 MiB, post-copy is refused at once, saying why."""
+    import zdtm_run
+    t = mig.tree("bench_wl", BENCH)
+    with zdtm_run.sysctls({"fs.pipe-max-size": 1048576}):
+        rc, recs, err = mig.run_source(t.root, ["--postcopy"])
+    assert rc == 2 and "fs.pipe-max-size" in err, err
+    assert t.alive() and _uffd_wp_vmas(t.root) == 0
+
+
+def test_postcopy_source_dies_after_cutover(mig, lazy_pipes):
+    """The source's dump killed while it still serves pages, after the tree
+    runs on the destination: both sides say post-copy failed (exit 3) and
+    what is lost."""
+    mig.hosts.limit("80mbit")  # 64 MiB take about 7 s
+    t = mig.tree("bench_wl", ("-c", 16384, 100, 1))
+    mig.start_dest()
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--postcopy", "--max-iterations", "0",
+                                                   "--no-track"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    _wait_for(lambda: "every page is here" in (_read(mig.base / "dest.err") or "") or
+              "runs here" in (_read(mig.base / "dest.err") or "") or
+              any(_cmdline(p)[1:2] == ["dump"] for p in _children(src.pid)) and
+              (mig.base / "dst" / "1" / "restored.pid").exists(), "the cut-over", timeout=120)
+    time.sleep(0.5)
+    dumps = [p for p in _children(src.pid) if _cmdline(p)[1:2] == ["dump"]]
+    assert dumps, "the post-copy dump ended before it could be killed"
+    os.kill(dumps[0], signal.SIGKILL)
+    out, err = src.communicate(timeout=200)
+    drc, drecs, derr = mig.finish_dest()
+    assert src.returncode == 3, err
+    assert "post-copy failed after the cut-over" in err, err
+    assert drc == 3 and "post-copy failed after the cut-over" in derr, derr
+    mig.restored = None
+    # As the message says: the source goes on, from the moment of the cut-over.
+    assert t.alive(), "the source tree does not run"
+    ok, ans = bench_verify(t.wl, t.root)
+    assert ok, ans

@@ -18,9 +18,10 @@
 #define SYS_pidfd_open 434 /* Linux 5.3 */
 #endif
 
-int mig_child__spawn(struct mig_child *c, char *const argv[], int keep_fd, int out_fd)
+int mig_child__spawn(struct mig_child *c, char *const argv[], const int *keep, int nr_keep,
+		     int out_fd)
 {
-	int err, null;
+	int err, null, i;
 
 	c->pid = -1;
 	c->pidfd = -1;
@@ -40,8 +41,9 @@ int mig_child__spawn(struct mig_child *c, char *const argv[], int keep_fd, int o
 		dup2(null, 0);
 		dup2(out_fd >= 0 ? out_fd : null, 1);
 		dup2(out_fd >= 0 ? out_fd : null, 2);
-		if (keep_fd >= 0)
-			fcntl(keep_fd, F_SETFD, 0);
+		for (i = 0; i < nr_keep; i++)
+			if (keep[i] >= 0)
+				fcntl(keep[i], F_SETFD, 0);
 		execv(argv[0], argv);
 		dprintf(2, "uffdwp: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -99,6 +101,29 @@ int mig_child__wait(struct mig_child *c, int timeout_ms, volatile sig_atomic_t *
 			reap(c);
 			return -ETIMEDOUT;
 		}
+	}
+}
+
+int mig_child__wait_status(struct mig_child *c, int status_fd, int timeout_ms,
+			   volatile sig_atomic_t *signals)
+{
+	struct pollfd p[2] = {{.fd = status_fd, .events = POLLIN},
+			      {.fd = c->pidfd, .events = POLLIN}};
+	int waited = 0, n;
+
+	for (;;) {
+		n = poll(p, 2, 100);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0 && p[0].revents)
+			return 0;
+		if (n > 0 && p[1].revents)
+			return reap(c);
+		if (signals && *signals >= 2)
+			kill(c->pid, SIGKILL);
+		waited += 100;
+		if (timeout_ms >= 0 && waited >= timeout_ms)
+			return -ETIMEDOUT;
 	}
 }
 
@@ -248,4 +273,62 @@ void mig_log_reason(int dirfd, const char *name, char *buf, size_t len)
 	}
 	fclose(f);
 	snprintf(buf, len, "%s", err[0] ? err : last);
+}
+
+int mig_log_time(int dirfd, const char *name, const char *needle, double *t)
+{
+	char line[1024];
+	int fd, err = -ENOENT;
+	FILE *f;
+
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "r");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle) && sscanf(line, "(%lf)", t) == 1) {
+			err = 0;
+			break;
+		}
+	fclose(f);
+	return err;
+}
+
+#define LAZY_PIPE_BYTES	     4194304UL
+#define CAP_SYS_RESOURCE_BIT 24
+
+int mig_postcopy_problem(char *buf, size_t len)
+{
+	unsigned long long caps = 0;
+	unsigned long max = 0;
+	char line[256];
+	FILE *f;
+
+	f = fopen("/proc/sys/fs/pipe-max-size", "r");
+	if (!f)
+		return -errno;
+	if (fscanf(f, "%lu", &max) != 1)
+		max = 0;
+	fclose(f);
+	if (max >= LAZY_PIPE_BYTES)
+		return 0;
+	f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			break;
+	fclose(f);
+	if (caps & (1ULL << CAP_SYS_RESOURCE_BIT))
+		return 0;
+	snprintf(buf, len,
+		 "post-copy needs CRIU's 4 MiB lazy-page pipes: fs.pipe-max-size is %lu and "
+		 "this process lacks CAP_SYS_RESOURCE; raise it (sysctl -w "
+		 "fs.pipe-max-size=4194304) on both hosts",
+		 max);
+	return 1;
 }

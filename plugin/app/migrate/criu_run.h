@@ -23,10 +23,19 @@ struct mig_child {
 /*
  * Start @argv (argv[0] a path) in its own process group, so that a Ctrl-C
  * on the terminal reaches only us: stdin /dev/null, stdout and stderr
- * @out_fd (or /dev/null if < 0), @keep_fd (or -1) left open across exec,
- * everything else close-on-exec. Returns 0 or -errno.
+ * @out_fd (or /dev/null if < 0), the @nr_keep fds of @keep (-1 entries are
+ * skipped) left open across exec, everything else close-on-exec. Returns 0
+ * or -errno.
  */
-int mig_child__spawn(struct mig_child *c, char *const argv[], int keep_fd, int out_fd);
+int mig_child__spawn(struct mig_child *c, char *const argv[], const int *keep, int nr_keep,
+		     int out_fd);
+/*
+ * Wait until the child writes to (or closes) the status pipe @status_fd,
+ * CRIU's --status-fd: 0 when it did, the child's exit code (as wait) if
+ * it ended first, -ETIMEDOUT, or -errno.
+ */
+int mig_child__wait_status(struct mig_child *c, int status_fd, int timeout_ms,
+			   volatile sig_atomic_t *signals);
 /*
  * Wait for the child. While it runs, a @signals count (the caller's signal
  * handler increments it) of 2 or more kills it: one Ctrl-C lets a CRIU run
@@ -66,5 +75,23 @@ int mig_read_dump_stats(int dirfd, struct mig_dump_stats *st);
  * into @buf; "" when there is no such log.
  */
 void mig_log_reason(int dirfd, const char *name, char *buf, size_t len);
+
+/*
+ * The time CRIU log @name in @dirfd gives (seconds since CRIU started) on
+ * its first line holding @needle, into *@t. Returns 0, -ENOENT (no such
+ * line or log), or -errno.
+ */
+int mig_log_time(int dirfd, const char *name, const char *needle, double *t);
+/*
+ * Why CRIU's remote lazy pages (post-copy) cannot work here, into @buf, or
+ * 0 when they can: they put 819-page pipes (4 MiB once rounded) between the
+ * page server and the socket, which needs fs.pipe-max-size >= 4194304 or
+ * CAP_SYS_RESOURCE. Returns 1 with @buf set, 0, or -errno.
+ */
+int mig_postcopy_problem(char *buf, size_t len);
+
+/* What CRIU logs just before it freezes the tasks, and once they go again. */
+#define MIG_LOG_FREEZE	 "Detected cgroup V"
+#define MIG_LOG_UNFREEZE "Unfreezing tasks"
 
 #endif /* UFFDWP_MIG_CRIU_RUN_H__ */

@@ -35,13 +35,17 @@ struct dst {
 	int lsk, ctl, dirfd;
 	bool made_dir; /* DIR was made here: removed on failure */
 	unsigned int cur;
-	bool track, plugin_pages, tcp_established, shell_job;
+	bool track, plugin_pages, tcp_established, shell_job, postcopy;
 	struct mig_child ps;
+	struct mig_child lazy; /* post-copy: criu lazy-pages, fetching from the source */
+	int lazy_sk;	       /* post-copy: the page connection, for lazy-pages */
+	bool lazy_iter;	       /* this run is the post-copy final dump */
 	int file_err;
 	pid_t restored; /* root of the restored tree, stopped until GO */
 	bool running;
 	int io_ms;
 	double restore_ms;
+	double running_ms; /* when the tree began to run here */
 };
 
 static double now_ms(void)
@@ -157,8 +161,13 @@ static int hello(struct dst *d, struct mig_msg *m)
 	if (mig_msg__u64(m, "v", &v) || v != MIG_PROTO_VERSION)
 		return refuse(d, "protocol version %s, this destination speaks %d",
 			      mig_msg__get(m, "v") ?: "?", MIG_PROTO_VERSION);
-	if (!mig_msg__u64(m, "postcopy", &v) && v)
-		return refuse(d, "post-copy is not supported by this destination");
+	d->postcopy = !mig_msg__u64(m, "postcopy", &v) && v;
+	if (d->postcopy) {
+		char why[512];
+
+		if (mig_postcopy_problem(why, sizeof(why)) == 1)
+			return refuse(d, "%s", why);
+	}
 	d->track = !mig_msg__u64(m, "track", &v) && v;
 	d->plugin_pages = !mig_msg__u64(m, "plugin_pages", &v) && v;
 	d->tcp_established = !mig_msg__u64(m, "tcp_established", &v) && v;
@@ -197,6 +206,15 @@ static int iter(struct dst *d, struct mig_msg *m)
 	snprintf(path, sizeof(path), "%s/%u", d->o->dir, d->cur);
 	if (mkdirat(d->dirfd, name, 0700))
 		return refuse(d, "cannot make %s: %s", path, uffdwp_strerror(errno));
+	d->lazy_iter = d->postcopy && !mig_msg__u64(m, "lazy", &dn) && dn;
+	if (d->lazy_iter && d->cur > 1) {
+		/* No page server writes this run's images: link the parent here. */
+		snprintf(parent, sizeof(parent), "../%u", d->cur - 1);
+		snprintf(path, sizeof(path), "%s/%u/parent", d->o->dir, d->cur);
+		if (symlink(parent, path))
+			return refuse(d, "cannot link %s: %s", path, uffdwp_strerror(errno));
+		snprintf(path, sizeof(path), "%s/%u", d->o->dir, d->cur);
+	}
 	if (reply(d, "READY", NULL, 0))
 		return -1;
 	data = accept_one(d, d->io_ms);
@@ -208,6 +226,11 @@ static int iter(struct dst *d, struct mig_msg *m)
 		close(data);
 		return refuse(d, "the page connection for run %u did not say DATA n=%u", d->cur,
 			      d->cur);
+	}
+	if (d->lazy_iter) {
+		/* The source's dump serves on it: lazy-pages takes it at RESTORE. */
+		d->lazy_sk = data;
+		return 0;
 	}
 	snprintf(psk, sizeof(psk), "%d", data);
 	snprintf(parent, sizeof(parent), "../%u", d->cur - 1);
@@ -234,7 +257,7 @@ static int iter(struct dst *d, struct mig_msg *m)
 		  : openat(ndir, "page-server.out", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (ndir >= 0)
 		close(ndir);
-	err = mig_child__spawn(&d->ps, argv, data, out);
+	err = mig_child__spawn(&d->ps, argv, &data, 1, out);
 	close(data);
 	if (out >= 0)
 		close(out);
@@ -294,6 +317,12 @@ static int done(struct dst *d, struct mig_msg *m)
 
 	if (mig_msg__u64(m, "rc", &rc))
 		rc = 1;
+	if (d->lazy_iter) {
+		if (!rc && d->file_err)
+			return refuse(d, "writing the images of run %u into %s: %s", d->cur,
+				      d->o->dir, uffdwp_strerror(-d->file_err));
+		return reply(d, "OK", NULL, 0);
+	}
 	prc = mig_child__wait(&d->ps, rc ? 5000 : d->io_ms, NULL);
 	if (rc && !prc)
 		return reply(d, "OK", NULL, 0);
@@ -306,6 +335,59 @@ static int done(struct dst *d, struct mig_msg *m)
 		return refuse(d, "writing the images of run %u into %s: %s", d->cur, d->o->dir,
 			      uffdwp_strerror(-d->file_err));
 	return reply(d, "OK", NULL, 0);
+}
+
+/*
+ * Post-copy: criu lazy-pages on the page connection to the source's dump,
+ * ready (its --status-fd) before the restore that hands it the tasks'
+ * userfaultfds starts.
+ */
+static int start_lazy_pages(struct dst *d, const char *path)
+{
+	char psk[16], sfd[16], *argv[MAX_ARGS];
+	int argc = 0, status[2], keep[2], err;
+
+	if (d->lazy_sk < 0)
+		return refuse(d, "no page connection for post-copy");
+	if (pipe2(status, O_CLOEXEC))
+		return refuse(d, "pipe: %s", uffdwp_strerror(errno));
+	snprintf(psk, sizeof(psk), "%d", d->lazy_sk);
+	snprintf(sfd, sizeof(sfd), "%d", status[1]);
+	argv[argc++] = (char *)d->o->criu;
+	argv[argc++] = "lazy-pages";
+	argv[argc++] = "-D";
+	argv[argc++] = (char *)path;
+	argv[argc++] = "--page-server";
+	argv[argc++] = "--ps-socket";
+	argv[argc++] = psk;
+	argv[argc++] = "--status-fd";
+	argv[argc++] = sfd;
+	argv[argc++] = "-o";
+	argv[argc++] = "lazy-pages.log";
+	argv[argc++] = "-v4";
+	add_common(d, argv, &argc);
+	argv[argc] = NULL;
+	keep[0] = d->lazy_sk;
+	keep[1] = status[1];
+	err = mig_child__spawn(&d->lazy, argv, keep, 2, -1);
+	close(status[1]);
+	close(d->lazy_sk);
+	d->lazy_sk = -1;
+	if (err) {
+		close(status[0]);
+		return refuse(d, "cannot run %s: %s", d->o->criu, uffdwp_strerror(-err));
+	}
+	err = mig_child__wait_status(&d->lazy, status[0], d->io_ms, NULL);
+	close(status[0]);
+	if (err) {
+		char why[512];
+
+		mig_child__kill(&d->lazy);
+		reason(d, d->cur, "lazy-pages.log", why, sizeof(why));
+		return refuse(d, "criu lazy-pages did not start (%d): %s", err,
+			      why[0] ? why : "no log");
+	}
+	return 0;
 }
 
 static int restore(struct dst *d, struct mig_msg *m)
@@ -334,6 +416,11 @@ static int restore(struct dst *d, struct mig_msg *m)
 	argv[argc++] = "-o";
 	argv[argc++] = "restore.log";
 	argv[argc++] = "-v4";
+	if (d->lazy_iter) {
+		if (start_lazy_pages(d, path))
+			return -1;
+		argv[argc++] = "--lazy-pages";
+	}
 	if (d->tcp_established)
 		argv[argc++] = "--tcp-established";
 	if (d->shell_job)
@@ -341,7 +428,7 @@ static int restore(struct dst *d, struct mig_msg *m)
 	add_common(d, argv, &argc);
 	argv[argc] = NULL;
 	t0 = now_ms();
-	err = mig_child__spawn(&c, argv, -1, -1);
+	err = mig_child__spawn(&c, argv, NULL, 0, -1);
 	if (err)
 		return refuse(d, "cannot run %s: %s", d->o->criu, uffdwp_strerror(-err));
 	rc = mig_child__wait(&c, d->io_ms, NULL);
@@ -388,6 +475,7 @@ static int go(struct dst *d)
 	if (signal_tree(d->restored, SIGCONT))
 		return refuse(d, "cannot let the restored tree %d run", d->restored);
 	d->running = true;
+	d->running_ms = now_ms();
 	return reply(d, "RUNNING", "pid", d->restored);
 }
 
@@ -398,6 +486,11 @@ static void clean_up(struct dst *d)
 	unsigned int n;
 
 	mig_child__kill(&d->ps);
+	mig_child__kill(&d->lazy);
+	if (d->lazy_sk >= 0) {
+		close(d->lazy_sk);
+		d->lazy_sk = -1;
+	}
 	if (d->restored && !d->running) {
 		signal_tree(d->restored, SIGKILL);
 		d->restored = 0;
@@ -461,7 +554,14 @@ static int serve(struct dst *d)
 int uffdwp_migrate__dest(const struct uffdwp_migrate_dest_opts *o,
 			 struct uffdwp_migrate_report *rep)
 {
-	struct dst d = {.o = o, .rep = rep, .lsk = -1, .ctl = -1, .dirfd = -1, .ps = {.pid = -1}};
+	struct dst d = {.o = o,
+			.rep = rep,
+			.lsk = -1,
+			.ctl = -1,
+			.dirfd = -1,
+			.ps = {.pid = -1},
+			.lazy = {.pid = -1},
+			.lazy_sk = -1};
 	struct mig_msg m;
 	int err, ret = MIG_ROLLED_BACK;
 
@@ -504,6 +604,27 @@ int uffdwp_migrate__dest(const struct uffdwp_migrate_dest_opts *o,
 	}
 	if (!serve(&d))
 		ret = MIG_OK;
+	if (ret == MIG_OK && d.lazy.pid > 0) {
+		/* Post-copy: the tree runs; it is whole once lazy-pages has every page. */
+		int rc = mig_child__wait(&d.lazy, -1, NULL);
+
+		rep->postcopy_ms = now_ms() - d.running_ms;
+		if (rc) {
+			char why[512];
+
+			reason(&d, d.cur, "lazy-pages.log", why, sizeof(why));
+			snprintf(
+			    rep->error, sizeof(rep->error),
+			    "post-copy failed after the cut-over: criu lazy-pages exit %d (%s); "
+			    "the tree here lacks pages that were on the source and is killed",
+			    rc, why[0] ? why : "no log");
+			signal_tree(d.restored, SIGKILL);
+			ret = MIG_POSTCOPY_FAILED;
+		} else {
+			info(&d, "every page is here, %.0f ms after the tree began to run",
+			     rep->postcopy_ms);
+		}
+	}
 out:
 	if (ret != MIG_OK && ret != MIG_USAGE)
 		clean_up(&d);

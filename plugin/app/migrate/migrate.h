@@ -85,6 +85,7 @@ struct uffdwp_migrate_report {
 	double frozen_ms;	 /* the final dump's frozen time as CRIU counts it */
 	double images_ms;    /* of the downtime: from the dump's end until its images were over */
 	double restore_ms;   /* of the downtime: the destination's criu restore */
+	double postcopy_ms;  /* post-copy: from running until the last page was there */
 	double predicted_ms; /* what the model said before the final dump */
 	uint64_t pages_sent;
 	uint64_t bytes_sent;

@@ -39,7 +39,10 @@ struct src {
 	int io_ms;	   /* how long one answer of the destination may take */
 	bool stopped;	   /* the final dump left the tasks stopped */
 	bool cut;	   /* GO was sent: the destination may run the tree */
-	double dump_end_s; /* when the final dump's CRIU ended */
+	double dump_end_s; /* when the final dump's CRIU ended (post-copy: began serving) */
+	double running_s;  /* when the destination said RUNNING */
+	struct mig_child lazy_dump; /* post-copy: the final dump, serving pages */
+	int final_dirfd;	    /* the final dump's local directory */
 	double t0;
 	struct mig_model model;
 };
@@ -189,12 +192,13 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 {
 	const struct uffdwp_migrate_opts *o = s->o;
 	char dname[32], dpath[PATH_MAX + 40], pid[16], psk[16], parent[48], reason[512];
-	char *argv[MAX_ARGS];
+	char *argv[MAX_ARGS], sfd[16];
 	struct mig_child c = {.pid = -1};
 	struct mig_out out;
 	struct mig_msg m;
-	int argc = 0, data, outfd, dirfd, rc, err, i;
+	int argc = 0, data, outfd, dirfd, rc, err, i, keep[2], status[2] = {-1, -1};
 	const char *action = final ? "dump" : "pre-dump";
+	bool lazy = final && o->postcopy;
 
 	memset(res, 0, sizeof(*res));
 	snprintf(dname, sizeof(dname), "%u", n);
@@ -208,6 +212,7 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 	mig_out__init(&out, "ITER");
 	mig_out__u64(&out, "n", n);
 	mig_out__u64(&out, "final", final);
+	mig_out__u64(&out, "lazy", lazy);
 	if (send_line(s, &out) || answer(s, "READY", &m, s->io_ms))
 		goto err_dir;
 	data = mig_connect(o->to, s->io_ms);
@@ -236,7 +241,24 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 	argv[argc++] = "-o";
 	argv[argc++] = final ? "dump.log" : "pre-dump.log";
 	argv[argc++] = "-v4";
-	argv[argc++] = "--page-server";
+	if (lazy) {
+		/*
+		 * Post-copy: the dump keeps the tasks frozen and serves their
+		 * pages on the connection, to the destination's lazy-pages, once
+		 * its images are written (--status-fd says when).
+		 */
+		if (pipe2(status, O_CLOEXEC)) {
+			fail(s, "pipe: %s", uffdwp_strerror(errno));
+			close(data);
+			goto err_dir;
+		}
+		snprintf(sfd, sizeof(sfd), "%d", status[1]);
+		argv[argc++] = "--lazy-pages";
+		argv[argc++] = "--status-fd";
+		argv[argc++] = sfd;
+	} else {
+		argv[argc++] = "--page-server";
+	}
 	argv[argc++] = "--ps-socket";
 	argv[argc++] = psk;
 	if (n > 1) {
@@ -263,15 +285,36 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 
 	outfd = openat(dirfd, "criu.out", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	res->start_s = now_s();
-	err = mig_child__spawn(&c, argv, data, outfd);
+	keep[0] = data;
+	keep[1] = status[1];
+	err = mig_child__spawn(&c, argv, keep, 2, outfd);
 	close(data); /* CRIU has its own: when it ends, the page server sees it */
+	if (status[1] >= 0)
+		close(status[1]);
 	if (outfd >= 0)
 		close(outfd);
 	if (err) {
 		fail(s, "cannot run %s: %s", o->criu, uffdwp_strerror(-err));
+		if (status[0] >= 0)
+			close(status[0]);
 		goto err_dir;
 	}
-	rc = mig_child__wait(&c, o->timeout_s * 1000, o->signals);
+	if (lazy) {
+		rc = mig_child__wait_status(&c, status[0], o->timeout_s * 1000, o->signals);
+		close(status[0]);
+		if (rc == 0) {
+			/* Frozen and serving: its exit is awaited after the cut-over. */
+			s->lazy_dump = c;
+			s->final_dirfd = dirfd;
+			s->stopped = true;
+			res->criu_end_s = now_s();
+			goto files;
+		}
+		if (rc == -ETIMEDOUT)
+			mig_child__kill(&c);
+	} else {
+		rc = mig_child__wait(&c, o->timeout_s * 1000, o->signals);
+	}
 	res->criu_end_s = now_s();
 	if (rc == 0 && final)
 		s->stopped = true;
@@ -307,6 +350,7 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 		fail(s, "%s/stats-dump: %s", dpath, uffdwp_strerror(-err));
 		goto err_dir;
 	}
+files:
 	if (send_files(s, n, &res->bytes))
 		goto err_dir;
 	mig_out__init(&out, "DONE");
@@ -316,10 +360,14 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 		goto err_dir;
 	res->end_s = now_s();
 	res->bytes += (res->st.pages_written + res->st.shpages_written) * PAGE_BYTES;
-	close(dirfd);
+	if (final)
+		s->final_dirfd = dirfd;
+	else
+		close(dirfd);
 	return 0;
 err_dir:
-	close(dirfd);
+	if (dirfd != s->final_dirfd)
+		close(dirfd);
 	return -1;
 }
 
@@ -382,6 +430,17 @@ static int rollback(struct src *s)
 					"destination not reached (it cleans up by itself when the "
 					"connection drops); ");
 	}
+	if (mig_child__running(&s->lazy_dump)) {
+		/*
+		 * A post-copy dump still serving: the destination closed its end
+		 * of the page connection, so CRIU ends the transfer, lets the
+		 * tasks go and cleans up after itself.
+		 */
+		if (mig_child__wait(&s->lazy_dump, 30000, NULL) == -ETIMEDOUT)
+			len += snprintf(msg + len, sizeof(msg) - len, "post-copy dump killed; ");
+		else
+			s->stopped = false;
+	}
 	if (s->stopped) {
 		bad = signal_tree(s->o->pid, SIGCONT);
 		s->stopped = bad != 0;
@@ -413,7 +472,7 @@ static int rollback(struct src *s)
  * the destination, and two running copies would be worse than a stopped
  * one.
  */
-static int cut_over(struct src *s, unsigned int n, double freeze_s)
+static int cut_over(struct src *s, unsigned int n)
 {
 	struct uffdwp_migrate_event ev = {.kind = MIG_EV_RUNNING};
 	struct mig_out out;
@@ -433,13 +492,40 @@ static int cut_over(struct src *s, unsigned int n, double freeze_s)
 	s->cut = true;
 	if (answer(s, "RUNNING", &m, s->io_ms))
 		return -1;
-	s->rep->downtime_ms = (now_s() - freeze_s) * 1e3;
+	s->running_s = now_s();
 	s->rep->dest_pid = mig_msg__u64(&m, "pid", &v) ? 0 : (pid_t)v;
-	signal_tree(s->o->pid, SIGKILL);
-	s->stopped = false;
-	mig_out__init(&out, "BYE");
-	mig_out__send(&out, s->ctl);
 	emit(s, &ev);
+	return 0;
+}
+
+/*
+ * Post-copy, after the cut-over: the final dump serves the pages the
+ * destination's tree has not got yet until it has them all, with the
+ * source frozen. Interrupts are not taken now: the pages live here.
+ */
+static int postcopy_finish(struct src *s, struct run_result *r)
+{
+	struct uffdwp_stop_stats st;
+	char why[512];
+	int rc;
+
+	rc = mig_child__wait(&s->lazy_dump, s->o->timeout_s * 1000, NULL);
+	r->criu_end_s = now_s();
+	s->rep->postcopy_ms = (r->criu_end_s - s->running_s) * 1e3;
+	if (rc) {
+		mig_log_reason(s->final_dirfd, "dump.log", why, sizeof(why));
+		snprintf(s->rep->error, sizeof(s->rep->error),
+			 "post-copy failed after the cut-over (criu dump exit %d: %s): the pages "
+			 "the destination's tree had not got yet were here, so that tree is lost; "
+			 "CRIU resumed the source tree, which goes on from the moment of the "
+			 "cut-over (what the destination's tree did meanwhile is lost)",
+			 rc, why[0] ? why : "no log");
+		s->stopped = false;
+		uffdwp_holder_stop(s->o->pid, 1, &st);
+		return -1;
+	}
+	if (mig_read_dump_stats(s->final_dirfd, &r->st))
+		memset(&r->st, 0, sizeof(r->st));
 	return 0;
 }
 
@@ -466,12 +552,18 @@ static int make_work_dir(struct src *s)
 int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_migrate_report *rep)
 {
 	struct uffdwp_migrate_event ev = {.kind = MIG_EV_CUTOVER};
-	struct src s = {.o = o, .rep = rep, .ctl = -1, .workfd = -1};
+	struct src s = {.o = o,
+			.rep = rep,
+			.ctl = -1,
+			.workfd = -1,
+			.lazy_dump = {.pid = -1},
+			.final_dirfd = -1};
+	struct mig_out out;
 	enum mig_stop stop = MIG_STOP_MAX_ITERS;
 	struct run_result r;
 	struct mig_run run;
 	unsigned int n = 0;
-	double freeze_s;
+	double freeze_s, t;
 	int ret;
 
 	memset(rep, 0, sizeof(*rep));
@@ -481,6 +573,14 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	if (kill(o->pid, 0)) {
 		fail(&s, "no process %d: %s", o->pid, uffdwp_strerror(errno));
 		return MIG_USAGE;
+	}
+	if (o->postcopy) {
+		char why[512];
+
+		if (mig_postcopy_problem(why, sizeof(why)) == 1) {
+			fail(&s, "%s", why);
+			return MIG_USAGE;
+		}
 	}
 	if (make_work_dir(&s))
 		return MIG_USAGE;
@@ -531,21 +631,44 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	n++;
 	if (run_criu(&s, n, true, &r))
 		goto rollback;
-	/* The freeze began freezing + frozen time before CRIU ended. */
-	freeze_s = r.criu_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
 	s.dump_end_s = r.criu_end_s;
-	rep->frozen_ms = r.st.frozen_us / 1e3;
-	rep->pages_sent += r.st.pages_written + r.st.shpages_written;
-	rep->bytes_sent += r.bytes;
 	rep->iterations = n;
-	run_event(&s, n, true, &r);
+	if (!o->postcopy)
+		run_event(&s, n, true, &r);
 	if (interrupted(&s)) {
 		fail(&s, "interrupted");
 		goto rollback;
 	}
-	if (cut_over(&s, n, freeze_s))
+	if (cut_over(&s, n))
 		goto rollback;
+	if (o->postcopy && postcopy_finish(&s, &r)) {
+		ret = MIG_POSTCOPY_FAILED;
+		goto out;
+	}
+	/*
+	 * When the freeze began, by CRIU's log; else by its stats, freezing +
+	 * frozen time before it ended (a lazy dump's stats are all zero).
+	 */
+	if (!mig_log_time(s.final_dirfd, "dump.log", MIG_LOG_FREEZE, &t))
+		freeze_s = r.start_s + t;
+	else
+		freeze_s = r.criu_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
+	rep->downtime_ms = (s.running_s - freeze_s) * 1e3;
+	rep->frozen_ms = o->postcopy ? (s.dump_end_s - freeze_s) * 1e3 : r.st.frozen_us / 1e3;
+	rep->pages_sent += r.st.pages_written + r.st.shpages_written + r.st.pages_lazy;
+	rep->bytes_sent += r.bytes + r.st.pages_lazy * PAGE_BYTES;
+	if (o->postcopy) {
+		/* A lazy dump's stats are all zero (CRIU resets them to serve). */
+		r.st.frozen_us = (uint32_t)(rep->frozen_ms * 1e3);
+		run_event(&s, n, true, &r);
+	}
+	signal_tree(o->pid, SIGKILL);
+	s.stopped = false;
+	mig_out__init(&out, "BYE");
+	mig_out__send(&out, s.ctl);
 	rep->total_ms = (now_s() - s.t0) * 1e3;
+	if (s.final_dirfd >= 0)
+		close(s.final_dirfd);
 	close(s.ctl);
 	close(s.workfd);
 	if (!o->keep)
@@ -562,6 +685,9 @@ rollback:
 	} else {
 		ret = rollback(&s);
 	}
+out:
+	if (s.final_dirfd >= 0)
+		close(s.final_dirfd);
 	rep->iterations = n;
 	rep->total_ms = (now_s() - s.t0) * 1e3;
 	if (s.ctl >= 0)
