@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from helpers import UFFDWP, kill_tree, stop_holder, workload_path
+from helpers import UFFDWP, descendants, kill_tree, stop_holder, workload_path
 from test_criu import _read, _uffd_wp_vmas, _wait_for, criu, plugdir  # noqa: F401
 
 pytestmark = pytest.mark.timeout(300)
@@ -534,3 +534,77 @@ def test_postcopy_source_dies_after_cutover(mig, lazy_pipes):
     assert t.alive(), "the source tree does not run"
     ok, ans = bench_verify(t.wl, t.root)
     assert ok, ans
+
+
+REDIS_PORT = 6390
+
+
+class Redis:
+    """redis-server on the source host, in a pid namespace of its own."""
+
+    def __init__(self, hosts, tmp_path):
+        self.hosts = hosts
+        self.proc = subprocess.Popen(
+            hosts.on(hosts.src) + ["unshare", "-pf", "setsid", "redis-server", "--port",
+                                   str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--enable-debug-command", "local",
+                                   "--dir", str(tmp_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: self.cli(hosts.src, "ping", check=False) == "PONG", "redis up")
+        self.root = next(p for p in [self.proc.pid] + descendants(self.proc.pid)
+                         if _cmdline(p)[:1] and "redis-server" in _cmdline(p)[0])
+
+    def cli(self, ns, *args, check=True):
+        r = subprocess.run(self.hosts.on(ns) + ["redis-cli", "-p", str(REDIS_PORT), *args],
+                           capture_output=True, text=True, timeout=60)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def state(self, ns):
+        return self.cli(ns, "dbsize"), self.cli(ns, "debug", "digest")
+
+    def close(self, restored=None):
+        for pid in (restored, self.root):
+            if pid:
+                stop_holder(pid)
+                kill_tree(pid)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("mode", ["precopy", "postcopy"])
+def test_migrate_redis(mig, tmp_path, mode, request):
+    """redis filled and written by a client during the pre-dumps: DBSIZE and
+    DEBUG DIGEST on the destination equal what the source had."""
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("no redis-server/redis-cli (Debian redis-server, redis-tools)")
+    extra = ["--max-iterations", "4", "--max-downtime", "0"]
+    if mode == "postcopy":
+        request.getfixturevalue("lazy_pipes")
+        extra.append("--postcopy")
+    r = Redis(mig.hosts, tmp_path)
+    try:
+        assert r.cli(mig.hosts.src, "debug", "populate", "100000", "key", "200") == "OK"
+        mig.start_dest()
+        src = subprocess.Popen(mig.source_cmd(r.root, extra), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        # One client writes while the first pre-dumps run, then goes (an
+        # established connection would need --tcp-established).
+        writer = subprocess.Popen(
+            mig.hosts.on(mig.hosts.src) + ["redis-benchmark", "-p", str(REDIS_PORT), "-q",
+                                           "-n", "100000000", "-c", "1", "-r", "200000",
+                                           "-t", "set"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(lambda: (mig.base / "src" / "3").exists() or src.poll() is not None,
+                  "pre-dump 3", timeout=120)
+        writer.kill()
+        writer.wait()
+        before = r.state(mig.hosts.src)
+        out, err = src.communicate(timeout=240)
+        drc, _, derr = mig.finish_dest()
+        assert src.returncode == 0 and drc == 0, err + derr
+        assert int(before[0]) > 100000, before
+        assert r.state(mig.hosts.dst) == before
+    finally:
+        r.close(mig.restored)
