@@ -290,3 +290,23 @@ def pagemap_scan(pid, start, end, mask, inverted=0):
                 break
             start = arg[4]  # walk_end
     return out
+
+
+def read_file(path):
+    """The text of @path, or None when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def wait_for(pred, what, timeout=30):
+    """Poll @pred every 20 ms until it is true; its value, or AssertionError."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

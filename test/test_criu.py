@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from helpers import BUILD, UFFDWP, kill_tree, stop_holder, uffdwp, workload_path
+from helpers import (BUILD, UFFDWP, kill_tree, read_file, stop_holder, uffdwp, wait_for,
+                     workload_path)
 from img_helpers import pb_fields
 
 pytestmark = pytest.mark.timeout(180)
@@ -68,22 +69,8 @@ def plugdir(tmp_path):
     return str(d)
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _wait_for(pred, what, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+_read = read_file
+_wait_for = wait_for
 
 
 def _log_tail(path, n=25):
