@@ -633,6 +633,8 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 		goto rollback;
 	s.dump_end_s = r.criu_end_s;
 	rep->iterations = n;
+	if (!rep->memory_bytes) /* stop-and-copy: the dump found it */
+		rep->memory_bytes = (r.st.pages_scanned + r.st.shpages_scanned) * PAGE_BYTES;
 	if (!o->postcopy)
 		run_event(&s, n, true, &r);
 	if (interrupted(&s)) {
