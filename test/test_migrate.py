@@ -404,3 +404,47 @@ def test_migrate_redis(mig, tmp_path, mode, request):
         assert r.state(mig.hosts.dst) == before
     finally:
         r.close(mig.restored)
+
+
+def test_rollback_destination_dies(mig):
+    """The destination killed during a pre-dump: the source sees the control
+    connection go and rolls back on its own."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--max-downtime", "0"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    _wait_for(lambda: (mig.base / "src" / "2").exists(), "pre-dump 2 started", timeout=120)
+    ps = _page_server_pid(mig.dest)
+    mig.dest.kill()
+    mig.dest.wait()
+    if ps:
+        try:
+            os.kill(ps, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    out, err = src.communicate(timeout=200)
+    assert src.returncode == 1, err
+    assert "rolled back" in err, err
+    assert t.alive() and _uffd_wp_vmas(t.root) == 0
+    ok, ans = bench_verify(t.wl, t.root)
+    assert ok, ans
+
+
+def test_interrupt_during_restore_is_not_a_rollback(mig):
+    """SIGINT once the destination restores: the source waits for its
+    answer, and the migration completes (two running copies must never be)."""
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest()
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--max-iterations", "1"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    _wait_for(lambda: any(cmdline(p)[1:2] == ["restore"] for p in children(mig.dest.pid)),
+              "criu restore on the destination", timeout=120)
+    os.kill(src.pid, signal.SIGINT)
+    out, err = src.communicate(timeout=200)
+    drc, _, derr = mig.finish_dest()
+    assert src.returncode == 0 and drc == 0, err + derr
+    assert not t.alive()
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
