@@ -77,12 +77,15 @@ def assert_source_as_before(m, t, dst_rc, dst_recs):
 BENCH = ("-c", 32768, 2000, 1)
 
 
-def test_precopy(mig):
+@pytest.mark.parametrize("restore", ["eager", "lazy"])
+def test_precopy(mig, restore):
     """Pre-copy converges on a tree writing 2000 pages/s; the destination's
-    tree has every write, and each pre-dump after the first sent a part."""
+    tree has every write, and each pre-dump after the first sent a part.
+    lazy: the destination restores with criu lazy-pages from its images."""
     t = mig.tree("bench_wl", BENCH)
     mig.start_dest()
-    rc, recs, err = mig.run_source(t.root, ["--max-downtime", "5000"])
+    extra = ["--lazy-restore"] if restore == "lazy" else []
+    rc, recs, err = mig.run_source(t.root, ["--max-downtime", "5000"] + extra)
     drc, drecs, derr = mig.finish_dest()
     assert rc == 0, err + derr
     assert drc == 0, derr
@@ -100,6 +103,8 @@ def test_precopy(mig):
     # Bytes sent: about the memory plus what was written meanwhile.
     assert s["bytes_sent"] <= 1.2 * s["memory_bytes"] + s["pages_sent"] * 4096
     assert not t.alive(), "the source still runs after the cut-over"
+    if restore == "lazy":
+        assert "every page is here" in derr, derr
     ok, ans = bench_verify(t.wl, mig.restored)
     assert ok, ans
     assert not (mig.base / "src").exists(), "local images left after a success"

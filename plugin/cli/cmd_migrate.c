@@ -42,6 +42,13 @@ static const char migrate_usage[] =
     "  --max-iterations N     pre-dumps at most (10); 0: stop-and-copy\n"
     "  --no-track             no --uffd-wp-track: every pre-dump is whole\n"
     "  --restore-estimate MS  the destination's restore, in the prediction (50)\n"
+    "  --postcopy             cut over before the last pages are sent: the\n"
+    "                         destination's tree faults them in from the source\n"
+    "                         (criu lazy-pages); after the cut-over they live\n"
+    "                         only on the source (needs fs.pipe-max-size >= 4 MiB)\n"
+    "  --lazy-restore         the destination restores from its images with\n"
+    "                         criu lazy-pages: the tree runs before its memory\n"
+    "                         is all mapped in (the pages are at the destination)\n"
     "  --plugin-pages         compressed images (the plugin on both sides)\n"
     "  --tcp-established      migrate established TCP connections\n"
     "  --shell-job            the tree is a shell job\n"
@@ -80,6 +87,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_JSON,
 	OPT_POSTCOPY,
+	OPT_LAZY_RESTORE,
 };
 
 static volatile sig_atomic_t interrupts;
@@ -285,6 +293,7 @@ int cmd_migrate(int argc, char **argv)
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+	    {"lazy-restore", no_argument, NULL, OPT_LAZY_RESTORE},
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -375,6 +384,9 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_POSTCOPY:
 			so.postcopy = true;
+			break;
+		case OPT_LAZY_RESTORE:
+			so.lazy_restore = true;
 			break;
 		case OPT_JSON:
 			cli_json = true;

@@ -40,6 +40,7 @@ struct dst {
 	struct mig_child lazy; /* post-copy: criu lazy-pages, fetching from the source */
 	int lazy_sk;	       /* post-copy: the page connection, for lazy-pages */
 	bool lazy_iter;	       /* this run is the post-copy final dump */
+	bool lazy_restore;     /* restore from the images here with lazy-pages */
 	int file_err;
 	pid_t restored; /* root of the restored tree, stopped until GO */
 	bool running;
@@ -162,6 +163,7 @@ static int hello(struct dst *d, struct mig_msg *m)
 		return refuse(d, "protocol version %s, this destination speaks %d",
 			      mig_msg__get(m, "v") ?: "?", MIG_PROTO_VERSION);
 	d->postcopy = !mig_msg__u64(m, "postcopy", &v) && v;
+	d->lazy_restore = !mig_msg__u64(m, "lazy_restore", &v) && v;
 	if (d->postcopy) {
 		char why[512];
 
@@ -338,16 +340,17 @@ static int done(struct dst *d, struct mig_msg *m)
 }
 
 /*
- * Post-copy: criu lazy-pages on the page connection to the source's dump,
- * ready (its --status-fd) before the restore that hands it the tasks'
- * userfaultfds starts.
+ * criu lazy-pages for the restore, ready (its --status-fd) before the
+ * restore that hands it the tasks' userfaultfds starts: post-copy, on the
+ * page connection to the source's dump; a lazy restore, from the images
+ * here.
  */
 static int start_lazy_pages(struct dst *d, const char *path)
 {
 	char psk[16], sfd[16], *argv[MAX_ARGS];
 	int argc = 0, status[2], keep[2], err;
 
-	if (d->lazy_sk < 0)
+	if (d->lazy_iter && d->lazy_sk < 0)
 		return refuse(d, "no page connection for post-copy");
 	if (pipe2(status, O_CLOEXEC))
 		return refuse(d, "pipe: %s", uffdwp_strerror(errno));
@@ -357,9 +360,11 @@ static int start_lazy_pages(struct dst *d, const char *path)
 	argv[argc++] = "lazy-pages";
 	argv[argc++] = "-D";
 	argv[argc++] = (char *)path;
-	argv[argc++] = "--page-server";
-	argv[argc++] = "--ps-socket";
-	argv[argc++] = psk;
+	if (d->lazy_iter) {
+		argv[argc++] = "--page-server";
+		argv[argc++] = "--ps-socket";
+		argv[argc++] = psk;
+	}
 	argv[argc++] = "--status-fd";
 	argv[argc++] = sfd;
 	argv[argc++] = "-o";
@@ -371,7 +376,8 @@ static int start_lazy_pages(struct dst *d, const char *path)
 	keep[1] = status[1];
 	err = mig_child__spawn(&d->lazy, argv, keep, 2, -1);
 	close(status[1]);
-	close(d->lazy_sk);
+	if (d->lazy_sk >= 0)
+		close(d->lazy_sk);
 	d->lazy_sk = -1;
 	if (err) {
 		close(status[0]);
@@ -416,7 +422,7 @@ static int restore(struct dst *d, struct mig_msg *m)
 	argv[argc++] = "-o";
 	argv[argc++] = "restore.log";
 	argv[argc++] = "-v4";
-	if (d->lazy_iter) {
+	if (d->lazy_iter || d->lazy_restore) {
 		if (start_lazy_pages(d, path))
 			return -1;
 		argv[argc++] = "--lazy-pages";

@@ -64,6 +64,7 @@ struct uffdwp_migrate_opts {
 	bool keep;		/* keep the local images after a success */
 	bool track;		/* --uffd-wp-track; false: stop-and-copy only */
 	bool postcopy;		/* leave the final dump's pages on the source, served lazily */
+	bool lazy_restore;	/* the destination restores from its images with lazy-pages */
 	bool plugin_pages;	/* compressed images (--plugin-pages) */
 	bool tcp_established;	/* --tcp-established on both sides */
 	bool shell_job;		/* --shell-job on both sides */

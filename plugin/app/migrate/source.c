@@ -140,6 +140,7 @@ static int hello(struct src *s)
 	mig_out__u64(&out, "tcp_established", o->tcp_established);
 	mig_out__u64(&out, "shell_job", o->shell_job);
 	mig_out__u64(&out, "postcopy", o->postcopy);
+	mig_out__u64(&out, "lazy_restore", o->lazy_restore);
 	if (send_line(s, &out) || answer(s, "OK", &m, s->io_ms))
 		return -1;
 	return 0;
