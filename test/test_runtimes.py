@@ -290,6 +290,7 @@ class Podman:
                     "--events-backend", "file", "--runtime", "runc"]
         self.env = dict(os.environ, PATH=os.path.dirname(criu_path) + ":" + os.environ["PATH"])
         self.names = []
+        self.images = []
 
     def __call__(self, *args, check=True, timeout=180):
         r = subprocess.run(self.cmd + list(args), capture_output=True, text=True, env=self.env,
@@ -315,6 +316,14 @@ class Podman:
             if r.returncode == 0 and r.stdout.strip().isdigit() and int(r.stdout):
                 stop_holder(int(r.stdout))
             self("rm", "--force", n, check=False)
+        for i in self.images:
+            self("rmi", "--force", i, check=False)
+        # containers/storage leaves its overlay directory mounted on itself.
+        with open("/proc/mounts") as f:
+            mnts = [line.split()[1] for line in f]
+        for m in reversed(mnts):
+            if m.startswith(str(self.base) + "/"):
+                subprocess.run(["umount", m], capture_output=True)
 
 
 @pytest.fixture
@@ -340,6 +349,7 @@ def test_podman_migrate(podman, plugdir, tmp_path):
     subprocess.run(["tar", "-cf", str(tmp_path / "rootfs.tar"), "-C", str(root), "."],
                    check=True)
     image = f"localhost/uffdwp-rt:{os.getpid()}"
+    podman.images.append(image)
     podman("import", str(tmp_path / "rootfs.tar"), image)
     name = f"uffdwp-{os.getpid()}"
     podman.names.append(name)
