@@ -96,6 +96,10 @@ def test_rpc_mem_track(criu, plugdir, empty, rpc_pb2, tmp_path):  # noqa: F811
     o = pb.criu_opts(images_dir_fd=-1, log_file="dump.log", track_mem=True,
                      config_file=_conf(tmp_path, "uffd-wp-track", f"libdir {plugdir}"))
     assert _swrk(criu, pb, o)[:2] == (True, "")
+    # A network-lock line made criu swrk dereference a NULL argv (0024).
+    o = pb.criu_opts(images_dir_fd=-1, config_file=_conf(
+        tmp_path, "uffd-wp-track", f"libdir {plugdir}", "network-lock skip"))
+    assert _swrk(criu, pb, o)[:2] == (True, "")
     # The option over RPC, the plugins from the file.
     o = pb.criu_opts(images_dir_fd=-1, uffd_wp_track=True,
                      config_file=_conf(tmp_path, f"libdir {plugdir}"))

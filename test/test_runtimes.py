@@ -211,7 +211,12 @@ def test_runc_migrate(container, plugdir, pages):
     """runc checkpoint --pre-dump twice, the final checkpoint on top, runc
     restore: each delta holds only what rt_wl rewrote, and the restored
     container finds every page as it left it."""
-    conf = ["uffd-wp-track", f"libdir {plugdir}"] + (["plugin-pages"] if pages != "raw" else [])
+    # The recommended configuration (docs/runtimes.md); network-lock skip
+    # keeps iptables-restore out of the frozen time (series 0024 lets
+    # runc.conf say it).
+    conf = ["uffd-wp-track", f"libdir {plugdir}", "network-lock skip"]
+    if pages != "raw":
+        conf.append("plugin-pages")
     with criu_config({"runc.conf": conf}):
         c = container()
         p1, _ = c.checkpoint("p1", pre_dump=True)
@@ -265,8 +270,8 @@ def test_runc_refused_without_option(container, tmp_path, plugdir):
                   c.id, check=False)
         if r.returncode == 0:
             pytest.skip("this kernel has soft-dirty: runc pre-dumps without the option")
-        assert "mem_track:false" in r.stderr and "Dirty tracking is OFF" in r.stderr, \
-            _tail(r.stderr)
+        # The old answer, and as before no reason with it.
+        assert "mem_track:false" in r.stderr and "cr_errmsg" not in r.stderr, _tail(r.stderr)
         assert c.verify().startswith("ok")
 
 
