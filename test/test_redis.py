@@ -24,6 +24,7 @@ import pytest
 
 from helpers import kill_tree, stop_holder
 from rt_helpers import dump_stats
+from test_criu import criu, plugdir  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -169,6 +170,9 @@ class Redis:
         self.pid = _wait(lambda: (_children(self.unshare.pid) or [0])[0], "redis-server")
         self.restored = None
         self.lazy = None
+        # CRIU's log level for dumps: -v4 logs every page range, which
+        # costs frozen time (scripts/bench-redis takes -v2).
+        self.verbosity = "-v4"
         _wait(self._ping, "redis to answer")
 
     def _ping(self):
@@ -205,7 +209,7 @@ class Redis:
         d = self.base / name
         d.mkdir()
         cmd = [self.criu, action, "-t", str(self.pid), "-D", str(d), "-L", self.plugdir,
-               "-v4", "-o", f"{action}.log", "--uffd-wp-track", *extra]
+               self.verbosity, "-o", f"{action}.log", "--uffd-wp-track", *extra]
         if parent:
             cmd += ["--prev-images-dir", f"../{parent}"]
         t = time.time()
@@ -297,7 +301,7 @@ def redis_bins():
 
 
 @pytest.fixture
-def redis(criu, plugdir, tmp_path, redis_bins):  # noqa: F811
+def redis(criu, plugdir, tmp_path, redis_bins):  # noqa: F811 (fixtures)
     made = []
 
     def make():
@@ -307,9 +311,6 @@ def redis(criu, plugdir, tmp_path, redis_bins):  # noqa: F811
     yield make
     for r in made:
         r.close()
-
-
-from test_criu import criu, plugdir  # noqa: E402,F401,F811 (fixtures)
 
 KEYS, SIZE = 40000, 1024  # about 60 MiB of data in the suite
 
