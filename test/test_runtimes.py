@@ -296,6 +296,8 @@ class Podman:
         self.env = dict(os.environ, PATH=os.path.dirname(criu_path) + ":" + os.environ["PATH"])
         self.names = []
         self.images = []
+        # containers/image keeps a blob cache there whatever --root says.
+        self.made_cache = not os.path.exists("/var/lib/containers")
 
     def __call__(self, *args, check=True, timeout=180):
         r = subprocess.run(self.cmd + list(args), capture_output=True, text=True, env=self.env,
@@ -329,6 +331,8 @@ class Podman:
         for m in reversed(mnts):
             if m.startswith(str(self.base) + "/"):
                 subprocess.run(["umount", m], capture_output=True)
+        if self.made_cache:
+            shutil.rmtree("/var/lib/containers", ignore_errors=True)
 
 
 @pytest.fixture
