@@ -118,7 +118,10 @@ $(BUILD)/uffdwp_plugin.so: $(CRIU_OBJS) $(LIB) plugin/criu/uffdwp_plugin.map
 # Workloads are test programs: same warnings, no library.
 $(BUILD)/test/%: test/workloads/%.c test/workloads/workload.h
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Itest/workloads -std=gnu11 $(WARNINGS) $(CFLAGS) -o $@ $< -lpthread
+	$(CC) $(CPPFLAGS) -Itest/workloads -std=gnu11 $(WARNINGS) $(CFLAGS) $(WL_LDFLAGS) -o $@ $< -lpthread
+
+# rt_wl runs as a container's init in a root that has no C library.
+$(BUILD)/test/rt_wl: WL_LDFLAGS := -static
 
 test: all
 	$(SUDO) env UFFDWP_BUILD=$(abspath $(BUILD)) $(TEST_ENV) $(PYTHON) -m pytest -ra $(TESTS) $(PYTEST_ARGS)
