@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -290,7 +291,10 @@ class Podman:
 
     def __init__(self, podman, criu_path, base):
         self.base = base
-        self.cmd = [podman, "--root", str(base / "storage"), "--runroot", str(base / "run"),
+        # podman refuses a runroot of more than 50 characters: a short one
+        # of its own, removed in close().
+        self.runroot = tempfile.mkdtemp(prefix="uffdwp-pr.", dir="/tmp")
+        self.cmd = [podman, "--root", str(base / "storage"), "--runroot", self.runroot,
                     "--tmpdir", str(base / "tmp"), "--cgroup-manager", "cgroupfs",
                     "--events-backend", "file", "--runtime", "runc"]
         self.env = dict(os.environ, PATH=os.path.dirname(criu_path) + ":" + os.environ["PATH"])
@@ -333,6 +337,10 @@ class Podman:
                 subprocess.run(["umount", m], capture_output=True)
         if self.made_cache:
             shutil.rmtree("/var/lib/containers", ignore_errors=True)
+        for m in reversed(mnts):
+            if m.startswith(self.runroot + "/"):
+                subprocess.run(["umount", m], capture_output=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 @pytest.fixture
