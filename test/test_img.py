@@ -257,12 +257,13 @@ def golden_state():
     return ({(TASK, 1000): base, (SHMEM, 9): shm}, {(TASK, 1000): delta, (SHMEM, 9): shm})
 
 
-@pytest.fixture
-def golden(tmp_path):
-    src = os.path.join(FIXTURES, "img-v1")
+@pytest.fixture(params=["img-v1", "img-v2"])
+def golden(tmp_path, request):
+    """Every index version ever written must stay readable."""
+    src = os.path.join(FIXTURES, request.param)
     if not os.path.isdir(src):
-        pytest.fail("test/fixtures/img-v1 is missing")
-    dst = tmp_path / "img-v1"
+        pytest.fail(f"test/fixtures/{request.param} is missing")
+    dst = tmp_path / request.param
     shutil.copytree(src, dst, symlinks=True)
     return dst
 
@@ -275,10 +276,26 @@ def test_golden_fixtures(golden):
     check_chain(str(golden / "delta"), delta_state)
     js = run_json("img", "show", str(golden / "delta"))
     assert js["depth"] == 1 and js["frame_size"] == 65536
+    assert js["version"] == int(golden.name[len("img-v"):])
+    # Version 1 recorded the CRC residue, the same for every index: nothing to check.
+    base = run_json("img", "show", str(golden / "base"))
+    assert js["parent_crc"] == (None if js["version"] == 1 else base["index_crc"])
     assert [o["kind"] for o in js["objects"]] == ["task", "shmem"]
     sizes = sum(os.path.getsize(os.path.join(dp, f))
                 for dp, _, fs in os.walk(golden) for f in fs)
     assert sizes < 8192
+
+
+def test_new_delta_of_a_version_1_parent(golden, tmp_path):
+    """A delta written now against an old parent records that parent's stored CRC."""
+    if golden.name != "img-v1":
+        pytest.skip("only the version 1 fixture is an old parent")
+    base_state, _ = golden_state()
+    d = write_image(str(tmp_path), "new", base_state, {}, parent=str(golden / "base"))
+    js = run_json("img", "show", d)
+    assert js["version"] == 2
+    assert js["parent_crc"] == run_json("img", "show", str(golden / "base"))["index_crc"]
+    check_chain(d, base_state)
 
 
 def test_write_driver_help_is_honest():

@@ -258,10 +258,14 @@ static void show_text(struct uffdwp_img *img)
 
 	printf("image %s\n", uffdwp_img__path(img));
 	printf("  id        %s\n", uffdwp_img__id_str(in->id, id));
+	printf("  version   %u, index crc %08x\n", in->version, in->index_crc);
 	printf("  depth     %u\n", in->depth);
-	if (in->has_parent)
+	if (in->has_parent && in->parent_crc_known)
 		printf("  parent    %s (index crc %08x)\n", uffdwp_img__id_str(in->parent_id, id),
 		       in->parent_crc);
+	else if (in->has_parent)
+		printf("  parent    %s (index crc not recorded by version 1)\n",
+		       uffdwp_img__id_str(in->parent_id, id));
 	printf("  frames    %" PRIu64 " of up to %u KiB, zstd level %d\n", in->st.frames,
 	       in->frame_size >> 10, in->level);
 	printf("  pages     %" PRIu64 " listed: %" PRIu64 " data, %" PRIu64 " zero/fill, %" PRIu64
@@ -296,10 +300,16 @@ static void show_json(struct uffdwp_img *img)
 
 	printf("{\"path\": ");
 	uffdwp_json_str(stdout, uffdwp_img__path(img));
-	printf(", \"id\": \"%s\", \"depth\": %u", uffdwp_img__id_str(in->id, id), in->depth);
-	if (in->has_parent)
-		printf(", \"parent_id\": \"%s\", \"parent_crc\": %u",
-		       uffdwp_img__id_str(in->parent_id, id), in->parent_crc);
+	printf(", \"id\": \"%s\", \"version\": %u, \"depth\": %u", uffdwp_img__id_str(in->id, id),
+	       in->version, in->depth);
+	if (in->has_parent) {
+		printf(", \"parent_id\": \"%s\", \"parent_crc\": ",
+		       uffdwp_img__id_str(in->parent_id, id));
+		if (in->parent_crc_known)
+			printf("%u", in->parent_crc);
+		else
+			printf("null");
+	}
 	printf(", \"index_crc\": %u, \"frame_size\": %u, \"level\": %d, \"ctime_ns\": %" PRIu64,
 	       in->index_crc, in->frame_size, in->level, in->ctime_ns);
 	printf(", \"frames\": %" PRIu64 ", \"pages\": %" PRIu64 ", \"data_pages\": %" PRIu64

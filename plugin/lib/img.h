@@ -173,8 +173,10 @@ struct uffdwp_img_info {
 	uint8_t id[UFFDWP_IMG_ID_LEN];
 	uint8_t parent_id[UFFDWP_IMG_ID_LEN];
 	bool has_parent;
-	uint32_t parent_crc; /* CRC32C of the parent's index file */
-	uint32_t index_crc;  /* CRC32C of this image's index file */
+	bool parent_crc_known; /* false for version 1 deltas: parent_crc tells nothing */
+	uint32_t parent_crc;   /* the parent's index_crc, as this image was written */
+	uint32_t index_crc;    /* the CRC32C this image's index stores for itself */
+	uint32_t version;      /* of the index format */
 	uint32_t depth;
 	uint32_t frame_size;
 	int level;
