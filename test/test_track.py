@@ -799,3 +799,26 @@ def test_shmem_without_fork_events(wl, monkeypatch):
     rep = t.round()
     assert dirty_in(rep, w.pid, addr, addr + length) == 32
     assert dirty_in(rep, w.pid, aaddr, aaddr + alength) == 0
+
+
+def test_fork_subscription_is_its_own(tracking):
+    """The tracker subscribes to fork events itself and checks the kernel took
+    the request (its answer), instead of taking events that another listener's
+    subscription makes the kernel send: the tests' old probe sent a request
+    the kernel refused (a cn_msg with 32-bit len and flags: operation 0,
+    EINVAL) and saw fork events only while some other listener was counted.
+    Each failure names its cause."""
+    p = subprocess.run([UFFDWP, "__debug", "forkwatch"], capture_output=True, text=True,
+                       timeout=60)
+    init_ns = all(os.stat(f"/proc/self/ns/{ns}").st_ino == ino
+                  for ns, ino in (("user", 0xEFFFFFFD), ("pid", 0xEFFFFFFC)))
+    if init_ns:
+        assert p.returncode == 0 and p.stdout.strip() == "fork_events yes", p.stdout + p.stderr
+    for cmd in (["unshare", "-U", "-r"], ["unshare", "-p", "-f"]):
+        q = subprocess.run(cmd + [UFFDWP, "__debug", "forkwatch"], capture_output=True,
+                           text=True, timeout=60)
+        if q.returncode and "unshare" in q.stderr:
+            continue  # no such namespace here
+        assert q.returncode == 1, q.stdout + q.stderr
+        assert "initial user and pid namespaces" in q.stdout, q.stdout
+

@@ -1406,7 +1406,8 @@ int uffdwp_tracker__new(const struct uffdwp_tracker_opts *opts, struct uffdwp_tr
 		err = uffdwp_forkwatch__open(&t->fw);
 	if (err) {
 		pr_warn("no fork events (%s): shared memory counts as written at every scan\n",
-			uffdwp_strerror(-err));
+			err == -ENOSYS ? "UFFDWP_NO_FORK_EVENTS is set"
+				       : uffdwp_forkwatch_why(err));
 		t->fw = NULL;
 	}
 	if (opts->adopt_only) {
