@@ -331,6 +331,18 @@ static int msg_recv(int fd, uint32_t *type, struct buf *b)
 
 static int run_dir_prepare(void)
 {
+	/*
+	 * Say so before anything fails with a bare EPERM: the holder injects
+	 * with ptrace (CAP_SYS_PTRACE), copies the fd with pidfd_getfd and
+	 * reads /proc/PID/map_files (CAP_SYS_ADMIN); its run directory is
+	 * root's.
+	 */
+	if (geteuid()) {
+		pr_err("tracking needs root (CAP_SYS_PTRACE and CAP_SYS_ADMIN, and %s is "
+		       "root's)\n",
+		       UFFDWP_RUN_DIR);
+		return -EPERM;
+	}
 	if (mkdir(UFFDWP_RUN_DIR, 0700) && errno != EEXIST) {
 		int err = -errno;
 
