@@ -149,12 +149,21 @@ def test_page_source_errors(tmp_path):
     rng = random.Random(11)
     pages = {p: page_text(rng) for p in range(16, 32)}
     d = write_image(str(tmp_path), "a", {(TASK, 5): pages}, {(TASK, 5): set(pages)})
-    p = run("img", "read", d, "--task", 5, 15 * PAGE, 2, check=False)
+    p = run("img", "read", d, "--task", 5, f"{15 * PAGE:#x}", 2, check=False)
     assert p.returncode == 1 and b"has no page" in p.stderr
-    p = run("img", "read", d, "--task", 6, 16 * PAGE, 1, check=False)
+    p = run("img", "read", d, "--task", 6, f"{16 * PAGE:#x}", 1, check=False)
     assert p.returncode == 1
-    assert run("img", "read", d, "--task", 5, 20 * PAGE, 3).stdout == \
+    assert run("img", "read", d, "--task", 5, f"{20 * PAGE:#x}", 3).stdout == \
         pages[20] + pages[21] + pages[22]
+    # An address as img show prints it: hexadecimal without 0x.
+    shown = run("img", "show", d).stdout.decode()
+    first = shown.split("task 5:")[1].splitlines()[1].split()[0].split("-")[0]
+    assert first == f"{16 * PAGE:012x}"
+    assert run("img", "read", d, "--task", 5, first, 1).stdout == pages[16]
+    p = run("img", "read", d, "--task", 5, "12345", 1, check=False)
+    assert p.returncode == 2 and b"page boundary" in p.stderr
+    p = run("img", "read", d, "--task", 5, "zz", 1, check=False)
+    assert p.returncode == 2 and b"not an address" in p.stderr
 
 
 # ---------------------------------------------------------------- real memory

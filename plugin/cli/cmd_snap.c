@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* uffdwp snap: a memory-only snapshot of a running process tree. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,55 +13,64 @@
 #include "log.h"
 #include "snap.h"
 
-static const char snap_usage[] =
-    "usage: uffdwp [-v] [--json] snap -t PID -D DIR [--parent DIR] [--tree]\n"
-    "                                 [--level N] [--frame-size B] [--threads N]\n"
-    "\n"
-    "Write the memory of a running process (with --tree, and of all its\n"
-    "descendants) into a compressed image in DIR. Pages are copied while the\n"
-    "tree runs; it is then stopped (SIGSTOP) for as long as it takes to\n"
-    "re-read the pages written during the copy, so that the image is the\n"
-    "memory of one instant. A task that was stopped already stays stopped.\n"
-    "\n"
-    "Without --parent the image is full: every present page. If no holder\n"
-    "tracks PID, one is started ('uffdwp track'), so that later snapshots can\n"
-    "be deltas; if one does, its scans are committed with this image as the\n"
-    "new base.\n"
-    "\n"
-    "With --parent DIR the image is a delta: only pages written since the\n"
-    "parent are stored; other present pages are \"in parent\". The holder must\n"
-    "be tracking relative to that image (its last snapshot); otherwise the\n"
-    "snapshot is refused. If tracking was lost (no holder runs: killed, idle\n"
-    "timeout), a full image is written instead, without a parent link, a\n"
-    "warning says so, and a new holder is started. Nothing is committed to\n"
-    "the holder unless the image is: after a failure, the next snapshot still\n"
-    "stores every page written since the parent.\n"
-    "\n"
-    "Stored: anonymous, hugetlb and the private copies of private file\n"
-    "pages, per task (by pid); shared memory (MAP_SHARED anonymous, memfd,\n"
-    "SysV, tmpfs) once per file, keyed by its inode number ('img read\n"
-    "--shmem INO'). Not stored: shared mappings of regular files, [vdso].\n"
-    "\n"
-    "options:\n"
-    "  -t, --pid PID        the process\n"
-    "  -D, --dir DIR        the new image (created; must not hold one)\n"
-    "  --parent DIR         the previous image of the chain: write a delta\n"
-    "  --tree               the descendants too\n"
-    "  --level N            zstd level (default -1)\n"
-    "  --frame-size B       raw bytes per frame (default 64K)\n"
-    "  --threads N          compression threads (default 1)\n"
-    "  --json               print the summary as JSON\n"
-    "\n"
-    "Progress goes to stderr when it is a terminal, or with -v. Exit codes: 0\n"
-    "ok, 1 error (nothing committed), 2 usage.\n";
-
 enum {
 	OPT_PARENT = 0x100,
 	OPT_TREE,
 	OPT_LEVEL,
 	OPT_FRAME,
 	OPT_THREADS,
-	OPT_JSON,
+};
+
+static const struct cli_sub snap_subs[] = {
+    {NULL, "-t PID -D DIR [--parent DIR] [--tree] [--level N] [--frame-size B] [--threads N]", NULL,
+     "Without --parent the image is full: every present page. If no holder tracks PID, one "
+     "is started ('uffdwp track'), so that later snapshots can be deltas; if one does, its "
+     "scans are committed with this image as the new base.\n\n"
+     "With --parent DIR the image is a delta: only pages written since the parent are "
+     "stored; other present pages are \"in parent\". The holder must be tracking relative "
+     "to that image (its last snapshot); otherwise the snapshot is refused. If tracking was "
+     "lost (no holder runs: killed, idle timeout), a full image is written instead, "
+     "without a parent link, a warning says so, and a new holder is started. Nothing is "
+     "committed to the holder unless the image is: after a failure, the next snapshot "
+     "still stores every page written since the parent.\n\n"
+     "A snapshot that fails leaves things as they were: a holder it started is stopped "
+     "again, and one that ran before keeps its scans uncommitted (the next snapshot stores "
+     "the same pages); the message says so when it cannot.\n\n"
+     "Stored: anonymous, hugetlb and the private copies of private file pages, per task "
+     "(by pid); shared memory (MAP_SHARED anonymous, memfd, SysV, tmpfs) once per file, "
+     "keyed by its inode number ('img read --shmem INO'). Not stored: shared mappings of "
+     "regular files, [vdso].\n\n"
+     "The summary: 'stored' pages are data in this image, 'zero/fill' pages repeat one "
+     "byte and take no space, 'in parent' pages are the parent's. 'written' is the size of "
+     "the image's two files. 'stopped' is how long the tree was stopped; while it was, the "
+     "pages written during the copy were read again ('re-read'); the others were 'copied "
+     "while running'.\n\n"
+     "Progress goes to stderr when it is a terminal (or with -v), never with --json."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_opt snap_opts[] = {
+    {"pid", 't', "PID", NULL, "the process (with --tree, the root of the tree)"},
+    {"dir", 'D', "DIR", NULL, "the new image (created; must not hold one)"},
+    {"parent", OPT_PARENT, "DIR", NULL, "the previous image of the chain: write a delta"},
+    {"tree", OPT_TREE, NULL, NULL, "the descendants too"},
+    {"level", OPT_LEVEL, "N", NULL, "zstd level (default -1)"},
+    {"frame-size", OPT_FRAME, "B", NULL, "raw bytes per frame (default 64K; K and M suffixes)"},
+    {"threads", OPT_THREADS, "N", NULL, "compression threads (default 1, at most 16)"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_cmd cli_snap = {
+    .name = "snap",
+    .summary = "snapshot the memory of a running process tree into an image",
+    .fn = cmd_snap,
+    .text = "Write the memory of a running process (with --tree, and of all its descendants) "
+	    "into a compressed image in DIR. Pages are copied while the tree runs; it is then "
+	    "stopped (SIGSTOP) for as long as it takes to re-read the pages written during "
+	    "the copy, so that the image is the memory of one instant. A task that was "
+	    "stopped already stays stopped.",
+    .subs = snap_subs,
+    .opts = snap_opts,
 };
 
 static int parse_size(const char *s, uint32_t *v)
@@ -100,32 +108,21 @@ static int parse_int(const char *s, int *v)
 	return 0;
 }
 
-/* Returns 0, 2 (usage, printed) or 3 (--help). */
+/* Returns -1 to go on, or the exit code (CLI_OK after --help). */
 static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 {
-	static const struct option opts[] = {
-	    {"pid", required_argument, NULL, 't'},
-	    {"dir", required_argument, NULL, 'D'},
-	    {"parent", required_argument, NULL, OPT_PARENT},
-	    {"tree", no_argument, NULL, OPT_TREE},
-	    {"level", required_argument, NULL, OPT_LEVEL},
-	    {"frame-size", required_argument, NULL, OPT_FRAME},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"json", no_argument, NULL, OPT_JSON},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
+	struct cli_parser p;
+	int c, r;
 
 	memset(a, 0, sizeof(*a));
 	uffdwp_img_opts__init(&a->img);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:D:h", opts, NULL)) != -1) {
+	cli_parser__init(&p, &cli_snap, argc, argv);
+	while ((c = cli_parser__next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
 		case 't':
 			a->pid = cli_parse_pid(optarg);
 			if (a->pid < 0)
-				return 2;
+				return CLI_USAGE;
 			break;
 		case 'D':
 			a->dir = optarg;
@@ -138,42 +135,43 @@ static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 			break;
 		case OPT_LEVEL:
 			if (parse_int(optarg, &a->img.level)) {
-				fprintf(stderr, "uffdwp: snap: bad --level '%s'\n", optarg);
-				return 2;
+				cli_err("snap: bad --level '%s'\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
 		case OPT_FRAME:
 			if (parse_size(optarg, &a->img.frame_size)) {
-				fprintf(stderr, "uffdwp: snap: bad --frame-size '%s'\n", optarg);
-				return 2;
+				cli_err("snap: bad --frame-size '%s'\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
 		case OPT_THREADS:
-			if (parse_int(optarg, &a->img.threads)) {
-				fprintf(stderr, "uffdwp: snap: bad --threads '%s'\n", optarg);
-				return 2;
+			if (parse_int(optarg, &a->img.threads) || a->img.threads < 1 ||
+			    a->img.threads > UFFDWP_IMG_MAX_THREADS) {
+				cli_err("snap: bad --threads '%s' (1 to %d)\n", optarg,
+					UFFDWP_IMG_MAX_THREADS);
+				return CLI_USAGE;
 			}
 			break;
-		case OPT_JSON:
-			cli_json = true;
-			break;
-		case 'h':
-			fputs(snap_usage, stdout);
-			return 3;
 		default:
-			fputs(snap_usage, stderr);
-			return 2;
+			cli_usage(&cli_snap, NULL);
+			return CLI_USAGE;
 		}
 	}
+	r = cli_parser__finish(&p, NULL);
+	if (r >= 0)
+		return r;
 	if (optind < argc) {
-		fprintf(stderr, "uffdwp: snap: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		cli_err("snap: unexpected argument '%s'\n", argv[optind]);
+		cli_usage(&cli_snap, NULL);
+		return CLI_USAGE;
 	}
 	if (!a->pid || !a->dir) {
-		fprintf(stderr, "uffdwp: snap: -t PID and -D DIR are required\n");
-		return 2;
+		cli_err("snap: -t PID and -D DIR are required\n");
+		cli_usage(&cli_snap, NULL);
+		return CLI_USAGE;
 	}
-	return 0;
+	return -1;
 }
 
 struct progress_state {
@@ -284,8 +282,8 @@ int cmd_snap(int argc, char **argv)
 	int r, err;
 
 	r = parse_args(argc, argv, &a);
-	if (r)
-		return r == 3 ? 0 : r;
+	if (r >= 0)
+		return r;
 	ps.tty = isatty(STDERR_FILENO);
 	ps.on = ps.tty || cli_verbose;
 	a.progress = show_progress;

@@ -43,6 +43,8 @@
 
 #define UFFDWP_IMG_PAGE_SIZE  4096u
 #define UFFDWP_IMG_PAGE_SHIFT 12
+/* The index version written (images/FORMAT.md); readers take 1 too. */
+#define UFFDWP_IMG_VERSION 2
 /*
  * Defaults and limits of the options. Level -1 against 1, on the memory of
  * a Python process here: 4 % larger, 20 % faster to write, 30 % faster to

@@ -18,7 +18,7 @@
  * stores; version 1 writers took the CRC of the whole file, stored CRC and
  * end magic included: the CRC32C residue, the same for every index.
  */
-#define UFFDWP_IDX_VERSION     2
+#define UFFDWP_IDX_VERSION     UFFDWP_IMG_VERSION
 #define UFFDWP_IDX_VERSION_MIN 1
 /* An index bigger than this is refused before it is read. */
 #define UFFDWP_IDX_MAX (1ull << 32)
