@@ -78,6 +78,8 @@ struct uffdwp_img_opts {
 
 /* Fill @o with the defaults. */
 void uffdwp_img_opts__init(struct uffdwp_img_opts *o);
+/* Whether a writer takes @o: 0, or -EINVAL with the reason logged. */
+int uffdwp_img_opts__check(const struct uffdwp_img_opts *o);
 
 /* Sizes, as a writer counted them or as a reader finds them. */
 struct uffdwp_img_stats {
