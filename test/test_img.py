@@ -87,15 +87,44 @@ def test_flatten_equals_chain(tmp_path):
     rng = random.Random(8)
     dirs, states = random_chain(str(tmp_path), rng, 4)
     out = tmp_path / "criu"
-    out.mkdir()
-    # A pages image CRIU wrote before must survive: ids are picked above it.
-    (out / "pages-3.img").write_bytes(b"x" * PAGE)
+    out.mkdir()  # empty: taken
     run("img", "flatten", dirs[-1], "--to", out)
-    assert (out / "pages-3.img").read_bytes() == b"x" * PAGE
     for (kind, oid), pages in states[-1].items():
         name = f"pagemap-{oid}.img" if kind == TASK else f"pagemap-shmem-{oid}.img"
         assert read_criu_pagemap(str(out), name) == pages
     assert not [n for n in os.listdir(out) if n.startswith(".uffdwp-tmp")]
+    # A directory used before is refused, untouched: its old pages images
+    # would lie next to pagemaps that do not name them.
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    p = run("img", "flatten", dirs[0], "--to", out, check=False)
+    assert p.returncode == 1 and b"is not empty" in p.stderr, p.stderr
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    # A new directory is made.
+    run("img", "flatten", dirs[0], "--to", tmp_path / "new")
+    assert sorted(os.listdir(tmp_path / "new")) == sorted(
+        n for n in before if n.startswith("pagemap-") or n.startswith("pages-"))
+
+
+def test_failed_flatten_and_merge_leave_nothing(tmp_path):
+    """A chain that cannot be read to the end (a damaged frame of the last
+    object) makes no files: flatten and merge are all or nothing."""
+    rng = random.Random(9)
+    dirs, _ = random_chain(str(tmp_path), rng, 2)
+    pages = os.path.join(dirs[0], "uffdwp-pages.zst")
+    with open(pages, "r+b") as f:
+        f.seek(20)
+        b = f.read(1)
+        f.seek(20)
+        f.write(bytes([b[0] ^ 0x10]))
+    for cmd in ("flatten", "merge"):
+        made = tmp_path / f"{cmd}-new"
+        p = run("img", cmd, dirs[-1], "--to", made, check=False)
+        assert p.returncode == 1 and b"checksum mismatch" in p.stderr, p.stderr
+        assert not made.exists(), os.listdir(made)
+        empty = tmp_path / f"{cmd}-empty"
+        empty.mkdir()
+        p = run("img", cmd, dirs[-1], "--to", empty, check=False)
+        assert p.returncode == 1 and not os.listdir(empty), os.listdir(empty)
 
 
 def test_parent_link_is_relative(tmp_path):

@@ -308,11 +308,13 @@ void uffdwp_pagesrc__stats(const struct uffdwp_pagesrc *ps, struct uffdwp_pagesr
 int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts);
 
 /*
- * Write chain @c as plain CRIU images into directory @out (created if
- * missing): pagemap-<pid>.img per task, pagemap-shmem-<shmid>.img per shared
- * memory object, and their pages-<n>.img, n above any pages image already in
- * @out. Zero and fill pages are written out as data. Each file is written
- * under a temporary name, fsynced and renamed. Returns 0 or -errno.
+ * Write chain @c as plain CRIU images into directory @out, new or empty:
+ * pagemap-<pid>.img per task, pagemap-shmem-<shmid>.img per shared memory
+ * object, and their pages-<n>.img, n from 1 in object order. Zero and fill
+ * pages are written out as data. All or nothing: the files are written
+ * under temporary names and fsynced, then renamed; after a failure @out is
+ * as it was (removed if it was made). Returns 0, -ENOTEMPTY (@out holds
+ * something) or -errno.
  */
 int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out);
 
