@@ -473,16 +473,19 @@ static int track_status(struct track_args *a)
 		printf("{\"pid\": %d, \"tracked\": true, \"holder_pid\": %d, \"tree\": %s, "
 		       "\"tasks\": %u, \"last_scan\": %" PRIu64 ", \"uptime_ms\": %" PRIu64
 		       ", \"tracker_mem_bytes\": %" PRIu64 ", \"holder_rss_bytes\": %" PRIu64
-		       ", \"fork_events\": %s, \"sync_error\": %d}\n",
+		       ", \"fork_events\": %s, \"sync_error\": %d, \"idle_ms\": %" PRIu64
+		       ", \"idle_timeout_s\": %u}\n",
 		       a->pid, st.holder_pid, st.tree ? "true" : "false", st.nr_tasks, st.last_gen,
 		       st.uptime_ms, st.tracker_mem_bytes, st.holder_rss_bytes,
-		       st.fork_events ? "true" : "false", (int)-st.sync_err);
+		       st.fork_events ? "true" : "false", (int)-st.sync_err, st.idle_ms,
+		       st.idle_timeout_s);
 	else
 		printf("%d tracked by holder %d%s: %u task(s), last scan %" PRIu64
-		       ", up %.1f s, tracker memory %.1f KiB, holder RSS %.1f MiB%s%s%s\n",
+		       ", up %.1f s, unused for %.1f s (exits at %u), tracker memory %.1f KiB, "
+		       "holder RSS %.1f MiB%s%s%s\n",
 		       a->pid, st.holder_pid, st.tree ? " (tree)" : "", st.nr_tasks, st.last_gen,
-		       st.uptime_ms / 1000.0, st.tracker_mem_bytes / 1024.0,
-		       st.holder_rss_bytes / 1048576.0,
+		       st.uptime_ms / 1000.0, st.idle_ms / 1000.0, st.idle_timeout_s,
+		       st.tracker_mem_bytes / 1024.0, st.holder_rss_bytes / 1048576.0,
 		       st.fork_events
 			   ? ""
 			   : "; no fork events: shared memory counts as written at every scan",
