@@ -166,7 +166,7 @@ def test_errors_say_what_and_json_says_it_too(tracking, tmp_path, args, code, wo
     assert p.returncode == code
     js = one_json(p)
     assert js["exit_code"] == code and words in js["error"], js
-    assert js["messages"][-1] == js["error"]
+    assert js["messages"][0] == js["error"]
 
 
 def test_bad_pid_is_not_called_lost(tracking):

@@ -134,6 +134,27 @@ def test_reserved_bits(work):
     expect_bad(dirs[-1], PAGES, "reserved")
 
 
+def test_verify_names_the_file_and_the_fault(work):
+    """img verify says which file is wrong and how, in text and in JSON (the
+    new user got only '"error": "Bad message"', the page file missing)."""
+    dirs, _ = work
+    pages = os.path.join(dirs[0], PAGES)
+    os.rename(pages, pages + ".away")
+    p = run("img", "verify", dirs[-1], check=False)
+    assert p.returncode == 1
+    out = p.stdout.decode()
+    assert "FAILED" in out and pages in out and "missing" in out, out
+    p = run("--json", "img", "verify", dirs[-1], check=False)
+    js = json.loads(p.stdout)
+    assert p.returncode == 1 and js["ok"] is False
+    assert pages in js["error"] and "missing" in js["error"], js
+    assert js["errno"] == 74  # EBADMSG
+    os.rename(pages + ".away", pages)
+    flip(pages, 8 * 40)
+    js = json.loads(run("--json", "img", "verify", dirs[0], check=False).stdout)
+    assert pages in js["error"] and "offset" in js["error"] and "frame" in js["error"], js
+
+
 def test_foreign_and_empty_files(work, tmp_path):
     dirs, _ = work
     d = dirs[-1]

@@ -65,7 +65,11 @@ void cli_apply_verbose(void);
 /* Print "uffdwp: MESSAGE" on stderr and keep it for a JSON error object. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The last error message of this run (library or CLI), or NULL. */
+/*
+ * The first error message of this run (library or CLI: where it went
+ * wrong), the last one (what that led to), or NULL.
+ */
+const char *cli_first_error(void);
 const char *cli_last_error(void);
 
 /* Parse a pid argument; prints the error and returns -1 if it is not one. */

@@ -434,7 +434,7 @@ static int img_verify(struct img_args *a)
 	c = uffdwp_chain__open(a->pos[0]);
 	err = c ? uffdwp_chain__verify(c) : -errno;
 	/* What the reader said: the file, the offset and what is wrong there. */
-	why = err ? cli_last_error() : NULL;
+	why = err ? cli_first_error() : NULL;
 	if (err && !why)
 		why = uffdwp_strerror(-err);
 	if (cli_json) {

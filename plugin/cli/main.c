@@ -18,9 +18,13 @@ bool cli_stdout_raw;
 
 static const struct cli_cmd *const commands[] = {&cli_track, &cli_snap, &cli_img};
 
-/* The error messages of this run, for the JSON error object; the last ones if many. */
+/*
+ * The error messages of this run, for the JSON error object: the first
+ * (where it went wrong; the others add context) and the last ones.
+ */
 #define KEEP_MSGS 8
 static char msgs[KEEP_MSGS][512];
+static char first_msg[512];
 static unsigned int nr_msgs;
 /* Bytes the command printed on stdout. */
 static size_t out_bytes;
@@ -34,6 +38,13 @@ static void keep(const char *msg)
 	n = strlen(m);
 	while (n && (m[n - 1] == '\n' || m[n - 1] == ' '))
 		m[--n] = '\0';
+	if (nr_msgs == 1)
+		memcpy(first_msg, m, sizeof(first_msg));
+}
+
+const char *cli_first_error(void)
+{
+	return nr_msgs ? first_msg : NULL;
 }
 
 const char *cli_last_error(void)
@@ -110,15 +121,18 @@ static void count_stdout(void)
 
 static void json_error(int rc)
 {
-	unsigned int i, first = nr_msgs > KEEP_MSGS ? nr_msgs - KEEP_MSGS : 0;
+	unsigned int i, from = nr_msgs > KEEP_MSGS ? nr_msgs - KEEP_MSGS : 0;
 
 	printf("{\"error\": ");
-	uffdwp_json_str(stdout, nr_msgs		  ? msgs[(nr_msgs - 1) % KEEP_MSGS]
-				: rc == CLI_USAGE ? "bad arguments"
-						  : "failed");
+	uffdwp_json_str(stdout, nr_msgs ? first_msg : rc == CLI_USAGE ? "bad arguments" : "failed");
 	printf(", \"messages\": [");
-	for (i = first; i < nr_msgs; i++) {
-		printf("%s", i > first ? ", " : "");
+	/* The first, then the last ones: what went wrong, then what it led to. */
+	if (from) {
+		uffdwp_json_str(stdout, first_msg);
+		printf(", \"...\"");
+	}
+	for (i = from; i < nr_msgs; i++) {
+		printf("%s", i > from || from ? ", " : "");
 		uffdwp_json_str(stdout, msgs[i % KEEP_MSGS]);
 	}
 	printf("], \"exit_code\": %d}\n", rc);

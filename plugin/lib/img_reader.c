@@ -410,9 +410,13 @@ struct uffdwp_img *uffdwp_img__open(const char *dir)
 	img->pages_fd = openat(img->dirfd, UFFDWP_IMG_PAGES, O_RDONLY | O_CLOEXEC);
 	if (img->pages_fd < 0) {
 		err = -errno;
-		pr_perror("Can't open %s", img->pages_path);
-		if (err == -ENOENT)
+		if (err == -ENOENT) {
+			pr_err("%s: missing, and the index %s needs it\n", img->pages_path,
+			       img->index_path);
 			err = -EBADMSG;
+		} else {
+			pr_perror("Can't open %s", img->pages_path);
+		}
 		goto err_free;
 	}
 	err = uffdwp_ztable__load(&img->zt, img->pages_fd, img->pages_path, img->info.frame_size);
