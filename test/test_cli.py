@@ -201,3 +201,60 @@ def test_lost_scan_prints_one_document(wl):
     p = run("--json", "track", "status", "-t", w.pid)
     assert p.returncode == 3 and one_json(p) == {"pid": w.pid, "tracked": False,
                                                  "process": True}
+
+
+# ----------------------------------------------------------------- progress
+
+def _on_tty(args):
+    """Run uffdwp with stderr on a pseudo-terminal; (exit code, stdout, what the terminal got)."""
+    import pty
+    master, slave = pty.openpty()
+    p = subprocess.Popen([UFFDWP] + [str(a) for a in args], stdout=subprocess.PIPE,
+                         stderr=slave, stdin=subprocess.DEVNULL, text=True)
+    os.close(slave)
+    got = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    os.close(master)
+    out = p.stdout.read()
+    return p.wait(timeout=60), out, got.decode(errors="replace")
+
+
+def _phases(term):
+    """The progress lines as the terminal shows them at the end: the last
+    redraw of each line."""
+    lines = term.replace("\r\n", "\n").split("\n")
+    return [ln.split("\r")[-1].replace("\x1b[K", "") for ln in lines if "%" in ln]
+
+
+def test_progress_on_a_tty_to_the_end(wl, tmp_path):
+    """snap, merge and flatten show progress on a terminal, each phase shown
+    ending at 100 %; nothing with --json or on a pipe."""
+    w = wl()
+    pages = 32768
+    w.map(1, "anon", pages)
+    w.cmd(f"write 1 0 {pages} 1")
+    rc, out, term = _on_tty(["snap", "-t", w.pid, "-D", tmp_path / "s", "--level", "3"])
+    assert rc == 0, term
+    shown = _phases(term)
+    assert shown, f"nothing shown for a snapshot of 128 MiB: {term!r}"
+    for ln in shown:
+        assert re.match(r"(copying|re-reading \(stopped\)|writing): 100% ", ln), shown
+    assert "full snapshot" in out
+    for cmd in ("merge", "flatten"):
+        rc, out, term = _on_tty(["img", cmd, tmp_path / "s", "--to", tmp_path / cmd])
+        assert rc == 0, term
+        for ln in _phases(term):
+            assert ln.startswith("writing: 100% "), ln
+    w.cmd("write 1 0 100 2")
+    rc, out, term = _on_tty(["--json", "snap", "-t", w.pid, "-D", tmp_path / "j",
+                             "--parent", tmp_path / "s"])
+    assert rc == 0 and "%" not in term and json.loads(out)["mode"] == "delta", term
+    p = run("img", "merge", tmp_path / "j", "--to", tmp_path / "m2")
+    assert p.returncode == 0 and "%" not in p.stderr

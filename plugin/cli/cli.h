@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit codes of every command; cli_exit_codes[] describes them. */
@@ -105,6 +106,19 @@ int cli_parser__next(struct cli_parser *p, int argc, char **argv);
  * @sub, say so and return CLI_USAGE; else -1 (go on).
  */
 int cli_parser__finish(struct cli_parser *p, const char *sub);
+
+/* Progress on stderr: on a terminal, never with --json; progress.c. */
+struct cli_progress {
+	bool on, shown;
+	const char *what; /* the phase; a new one starts a new line */
+	uint64_t done, total, start_ns, last_ns;
+};
+
+void cli_progress__init(struct cli_progress *p);
+/* @done of @total bytes in phase @what (a string that lives on). */
+void cli_progress__show(struct cli_progress *p, const char *what, uint64_t done, uint64_t total);
+/* The work is over: a line shown ends at 100 %. */
+void cli_progress__end(struct cli_progress *p);
 
 /* The subcommand @name of @cmd, or NULL. */
 const struct cli_sub *cli_find_sub(const struct cli_cmd *cmd, const char *name);

@@ -148,7 +148,8 @@ static const struct cli_sub img_subs[] = {
      "collapse the chain ending at DIR into one base image OUT", "OUT must not exist or be empty."},
     {"flatten", "DIR --to OUT", "write the chain as plain CRIU pagemap-*.img and pages-*.img",
      "An unpatched CRIU restores them. OUT must not exist or be empty: pages images left "
-     "there from before would lie next to pagemaps that do not refer to them."},
+     "there from before would lie next to pagemaps that do not refer to them. Progress goes "
+     "to stderr when it is a terminal, never with --json."},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -687,9 +688,15 @@ out:
 
 /* ------------------------------------------------------------ merge, flatten */
 
+static void show_progress(void *arg, uint64_t done, uint64_t total)
+{
+	cli_progress__show(arg, "writing", done, total);
+}
+
 /* Both read a whole chain and write it elsewhere as one image. */
 static int img_chain_to(struct img_args *a, bool flatten)
 {
+	struct cli_progress prog;
 	struct uffdwp_chain *c;
 	size_t len;
 	int err;
@@ -705,7 +712,11 @@ static int img_chain_to(struct img_args *a, bool flatten)
 	if (!c)
 		return CLI_ERR;
 	len = uffdwp_chain__length(c);
-	err = flatten ? uffdwp_img__flatten_criu(c, a->to) : uffdwp_img__merge(c, a->to, &a->opts);
+	cli_progress__init(&prog);
+	err = flatten ? uffdwp_img__flatten_criu(c, a->to, show_progress, &prog)
+		      : uffdwp_img__merge(c, a->to, &a->opts, show_progress, &prog);
+	if (!err)
+		cli_progress__end(&prog);
 	if (!err && cli_json) {
 		printf("{\"chain\": ");
 		uffdwp_json_str(stdout, a->pos[0]);

@@ -45,7 +45,7 @@ static const struct cli_sub snap_subs[] = {
      "the image's two files. 'stopped' is how long the tree was stopped; while it was, the "
      "pages written during the copy were read again ('re-read'); the others were 'copied "
      "while running'.\n\n"
-     "Progress goes to stderr when it is a terminal (or with -v), never with --json."},
+     "Progress goes to stderr when it is a terminal, never with --json."},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -174,21 +174,6 @@ static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 	return -1;
 }
 
-struct progress_state {
-	bool on;
-	bool tty;
-	bool shown;
-	uint64_t last_ns;
-};
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static void show_progress(void *arg, enum uffdwp_snap_phase phase, uint64_t done, uint64_t total)
 {
 	static const char *const names[] = {
@@ -196,20 +181,8 @@ static void show_progress(void *arg, enum uffdwp_snap_phase phase, uint64_t done
 	    [UFFDWP_SNAP_FROZEN] = "re-reading (stopped)",
 	    [UFFDWP_SNAP_WRITE] = "writing",
 	};
-	struct progress_state *p = arg;
-	uint64_t now = mono_ns();
 
-	/* About once a second, and not for phases that end sooner. */
-	if (!p->on || (p->last_ns && now - p->last_ns < 1000000000ULL) || done >= total)
-		return;
-	if (!p->last_ns) {
-		p->last_ns = now;
-		return;
-	}
-	p->last_ns = now;
-	fprintf(stderr, "%s%s: %3.0f%% (%.1f of %.1f MiB)%s", p->tty ? "\r" : "", names[phase],
-		100.0 * done / total, done / 1048576.0, total / 1048576.0, p->tty ? "" : "\n");
-	p->shown = true;
+	cli_progress__show(arg, names[phase], done, total);
 }
 
 static const char *mode_name(enum uffdwp_snap_mode m)
@@ -276,7 +249,7 @@ static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 
 int cmd_snap(int argc, char **argv)
 {
-	struct progress_state ps = {0};
+	struct cli_progress ps;
 	struct uffdwp_snap_result res;
 	struct uffdwp_snap_opts a;
 	int r, err;
@@ -284,12 +257,14 @@ int cmd_snap(int argc, char **argv)
 	r = parse_args(argc, argv, &a);
 	if (r >= 0)
 		return r;
-	ps.tty = isatty(STDERR_FILENO);
-	ps.on = ps.tty || cli_verbose;
+	cli_progress__init(&ps);
 	a.progress = show_progress;
 	a.progress_arg = &ps;
 	err = uffdwp_snap(&a, &res);
-	if (ps.shown && ps.tty)
+	/* The summary goes below the last progress line, which ends at 100 %. */
+	if (!err)
+		cli_progress__end(&ps);
+	else if (ps.shown)
 		fputc('\n', stderr);
 	/* The library said why, once. */
 	if (err)

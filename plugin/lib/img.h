@@ -301,11 +301,18 @@ void uffdwp_pagesrc__stats(const struct uffdwp_pagesrc *ps, struct uffdwp_pagesr
 /* ------------------------------------------------------------------- tools */
 
 /*
+ * Progress of merge and flatten: @done of @total bytes of pages, at least
+ * every 16 MiB, and once with @done == @total at the end. NULL: none.
+ */
+typedef void (*uffdwp_img_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/*
  * Write into @out a base image (no parent) equal to chain @c: the objects
  * and layout of the newest image, each page taken from the newest image
  * that has it. Returns 0 or -errno.
  */
-int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts);
+int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts,
+		      uffdwp_img_progress_fn progress, void *arg);
 
 /*
  * Write chain @c as plain CRIU images into directory @out, new or empty:
@@ -316,7 +323,8 @@ int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffd
  * as it was (removed if it was made). Returns 0, -ENOTEMPTY (@out holds
  * something) or -errno.
  */
-int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out);
+int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out,
+			     uffdwp_img_progress_fn progress, void *arg);
 
 /* Hex of @id into @buf (2 * UFFDWP_IMG_ID_LEN + 1 bytes). Returns @buf. */
 char *uffdwp_img__id_str(const uint8_t *id, char *buf);

@@ -147,8 +147,25 @@ static int done_add(struct flat_done *d, const char *name)
 	return 0;
 }
 
+struct flat_progress {
+	uffdwp_img_progress_fn fn;
+	void *arg;
+	uint64_t done, total, last; /* pages */
+};
+
+/* At least every 16 MiB, and at the end. */
+static void flat_report(struct flat_progress *p, uint64_t pages, bool end)
+{
+	p->done += pages;
+	if (!p->fn || (!end && p->done - p->last < 4096))
+		return;
+	p->last = p->done;
+	p->fn(p->arg, p->done * UFFDWP_IMG_PAGE_SIZE, p->total * UFFDWP_IMG_PAGE_SIZE);
+}
+
 static int flatten_object(struct uffdwp_pagesrc *ps, int dirfd, const struct uffdwp_img_object *o,
-			  unsigned int pages_id, uint8_t *buf, struct flat_done *done)
+			  unsigned int pages_id, uint8_t *buf, struct flat_done *done,
+			  struct flat_progress *prog)
 {
 	UffdwpCriuPagemapHead head = UFFDWP_CRIU_PAGEMAP_HEAD__INIT;
 	UffdwpCriuPagemapEntry pe = UFFDWP_CRIU_PAGEMAP_ENTRY__INIT;
@@ -195,6 +212,7 @@ static int flatten_object(struct uffdwp_pagesrc *ps, int dirfd, const struct uff
 							   page << UFFDWP_IMG_PAGE_SHIFT, buf, m);
 				if (!err)
 					err = flat_put(&pg, buf, m * UFFDWP_IMG_PAGE_SIZE);
+				flat_report(prog, m, false);
 			}
 			start += n;
 		}
@@ -246,8 +264,10 @@ static int dir_empty(int dirfd, const char *out)
 	return err;
 }
 
-int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
+int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out,
+			     uffdwp_img_progress_fn progress, void *arg)
 {
+	struct flat_progress prog = {.fn = progress, .arg = arg};
 	struct uffdwp_img *top = uffdwp_chain__image(c, 0);
 	struct flat_done done = {NULL, 0};
 	struct uffdwp_pagesrc *ps = NULL;
@@ -281,8 +301,11 @@ int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
 		err = -ENOMEM;
 		goto out;
 	}
+	for (i = 0; i < uffdwp_img__nr_objects(top); i++)
+		prog.total += uffdwp_img__object(top, i)->st.pages;
 	for (i = 0; !err && i < uffdwp_img__nr_objects(top); i++)
-		err = flatten_object(ps, dirfd, uffdwp_img__object(top, i), i + 1, buf, &done);
+		err =
+		    flatten_object(ps, dirfd, uffdwp_img__object(top, i), i + 1, buf, &done, &prog);
 	/* All or nothing: the files get their names once every one is written. */
 	for (i = 0; !err && i < done.nr; i++) {
 		snprintf(tmp, sizeof(tmp), UFFDWP_IMG_TMP_PREFIX "%s", done.names[i]);
@@ -295,6 +318,8 @@ int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
 		err = -errno;
 		pr_perror("Can't sync %s", out);
 	}
+	if (!err)
+		flat_report(&prog, 0, true);
 	if (err) {
 		for (i = 0; i < done.nr; i++) {
 			snprintf(tmp, sizeof(tmp), UFFDWP_IMG_TMP_PREFIX "%s", done.names[i]);
