@@ -258,3 +258,54 @@ def test_progress_on_a_tty_to_the_end(wl, tmp_path):
     assert rc == 0 and "%" not in term and json.loads(out)["mode"] == "delta", term
     p = run("img", "merge", tmp_path / "j", "--to", tmp_path / "m2")
     assert p.returncode == 0 and "%" not in p.stderr
+
+
+def test_snap_and_stats_count_the_same_bytes(wl, tmp_path):
+    """'written' in snap and in img stats is the page file plus the index;
+    the ratio is the page file's in both, the index is said apart."""
+    w = wl()
+    w.map(1, "anon", 512)
+    w.cmd("write 1 0 512 1")
+    p = run("--json", "snap", "-t", w.pid, "-D", tmp_path / "s")
+    snap = one_json(p)
+    st = one_json(run("--json", "img", "stats", tmp_path / "s"))["images"][0]
+    sizes = [os.path.getsize(tmp_path / "s" / f) for f in ("uffdwp-pages.zst", "uffdwp-index.img")]
+    assert snap["bytes_written"] == st["bytes_written"] == sum(sizes)
+    assert snap["pages_file"] == st["pages_file"] == sizes[0]
+    assert snap["index_bytes"] == st["index_bytes"] == sizes[1]
+    assert abs(snap["ratio"] - st["ratio"]) < 0.001
+    text = run("img", "stats", tmp_path / "s").stdout
+    assert f"written {sum(sizes)} bytes" in text and "0.000 %" not in text, text
+    assert "under 0.001 %" in text or re.search(r"\(\d+\.\d{3} % of the raw size\)", text), text
+    w.cmd("write 1 0 1 2")
+    out = run("snap", "-t", w.pid, "-D", tmp_path / "d", "--parent", tmp_path / "s").stdout
+    total = sum(os.path.getsize(tmp_path / "d" / f) for f in ("uffdwp-pages.zst",
+                                                             "uffdwp-index.img"))
+    assert f"written: {total} bytes (page file " in out, out
+
+
+def test_demo_explains_its_words_and_runs_as_a_user(tracking, tmp_path):
+    """The demo runs as root and says what its words mean; as a user it runs
+    itself again under sudo, and says so when there is none."""
+    env = dict(os.environ, BUILD=BUILD, TMPDIR=str(tmp_path))
+    p = subprocess.run([os.path.join(TOP, "scripts", "demo.sh")], capture_output=True,
+                       text=True, timeout=300, env=env, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout
+    for word in ("holder", "scan 1", "written:", "pending:", "not dumped:", "zero/fill:",
+                 "re-read:", "in parent:"):
+        assert word in out, word
+    assert "0.000%" not in out and "0.000 %" not in out
+    assert not os.listdir(tmp_path), "the demo left its snapshots"
+    if not shutil.which("setpriv"):
+        return
+    # A user without sudo on the PATH.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "id", "env", "dirname"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    p = subprocess.run([shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
+                        "--clear-groups", str(bin_dir / "bash"),
+                        os.path.join(TOP, "scripts", "demo.sh")], capture_output=True,
+                       text=True, timeout=60, env=dict(env, PATH=str(bin_dir)))
+    assert p.returncode == 1 and "needs root, and there is no sudo" in p.stderr, p.stderr

@@ -537,24 +537,31 @@ static int img_stats(struct img_args *a)
 			uffdwp_json_str(stdout, uffdwp_img__path(img));
 			printf(", \"depth\": %u, \"raw_bytes\": %" PRIu64
 			       ", \"stored_bytes\": %" PRIu64 ", \"pages_file\": %" PRIu64
-			       ", \"index_bytes\": %" PRIu64
+			       ", \"index_bytes\": %" PRIu64 ", \"bytes_written\": %" PRIu64
 			       ", \"ratio\": %.3f, \"fill_pages\": %" PRIu64
 			       ", \"parent_pages\": %" PRIu64 ", \"objects\": [",
 			       in->depth, in->st.data_pages * PAGE, in->st.stored_bytes,
 			       in->st.pages_file, in->st.index_bytes,
-			       ratio(in->st.data_pages * PAGE, in->st.stored_bytes),
+			       in->st.pages_file + in->st.index_bytes,
+			       ratio(in->st.data_pages * PAGE, in->st.pages_file),
 			       in->st.fill_pages, in->st.parent_pages);
 		} else {
+			double share = in->st.data_pages
+					   ? 100.0 * in->st.index_bytes / (in->st.data_pages * PAGE)
+					   : 0.0;
+
+			/* Written is page file plus index, as snap reports it. */
 			printf("%s (depth %u): %" PRIu64 " data pages, %" PRIu64 " -> %" PRIu64
-			       " bytes, ratio %.2f; %" PRIu64 " zero/fill pages, %" PRIu64
-			       " in parent; index %" PRIu64 " bytes (%.3f%% of raw)\n",
+			       " bytes in the page file, ratio %.2f; %" PRIu64
+			       " zero/fill pages, %" PRIu64 " in parent; index %" PRIu64
+			       " bytes (%s%.3f %% of the raw size); written %" PRIu64 " bytes\n",
 			       uffdwp_img__path(img), in->depth, in->st.data_pages,
 			       in->st.data_pages * PAGE, in->st.pages_file,
 			       ratio(in->st.data_pages * PAGE, in->st.pages_file),
 			       in->st.fill_pages, in->st.parent_pages, in->st.index_bytes,
-			       in->st.data_pages
-				   ? 100.0 * in->st.index_bytes / (in->st.data_pages * PAGE)
-				   : 0.0);
+			       share && share < 0.001 ? "under " : "",
+			       share && share < 0.001 ? 0.001 : share,
+			       in->st.pages_file + in->st.index_bytes);
 		}
 		for (k = 0; k < uffdwp_img__nr_objects(img); k++)
 			stats_object(uffdwp_img__object(img, k), cli_json, k == 0);

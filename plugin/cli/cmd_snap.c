@@ -215,14 +215,17 @@ static void print_json(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 	       "\"committed\": %s, \"gen\": %" PRIu64 ", \"tasks\": %u, \"shmem_objects\": %u, "
 	       "\"pages\": %" PRIu64 ", \"data_pages\": %" PRIu64 ", \"zero_pages\": %" PRIu64
 	       ", \"parent_pages\": %" PRIu64 ", \"raw_bytes\": %" PRIu64
-	       ", \"bytes_written\": %" PRIu64 ", \"ratio\": %.3f, \"copied_pages\": %" PRIu64
+	       ", \"bytes_written\": %" PRIu64 ", \"ratio\": %.3f, \"pages_file\": %" PRIu64
+	       ", \"index_bytes\": %" PRIu64 ", \"copied_pages\": %" PRIu64
 	       ", \"frozen_pages\": %" PRIu64 ", \"frozen_ms\": %.3f, \"total_ms\": %.3f}\n",
 	       r->mode == UFFDWP_SNAP_LOST ? "true" : "false", r->holder_started ? "true" : "false",
 	       r->tracked ? "true" : "false", r->committed ? "true" : "false", r->gen, r->nr_tasks,
 	       r->nr_shmem, r->st.pages, r->st.data_pages, r->st.fill_pages, r->st.parent_pages,
 	       r->st.data_pages * UFFDWP_IMG_PAGE_SIZE, stored,
-	       stored ? (double)r->st.data_pages * UFFDWP_IMG_PAGE_SIZE / stored : 0.0,
-	       r->copied_pages, r->frozen_pages, r->frozen_ns / 1e6, r->total_ns / 1e6);
+	       r->st.pages_file ? (double)r->st.data_pages * UFFDWP_IMG_PAGE_SIZE / r->st.pages_file
+				: 0.0,
+	       r->st.pages_file, r->st.index_bytes, r->copied_pages, r->frozen_pages,
+	       r->frozen_ns / 1e6, r->total_ns / 1e6);
 }
 
 static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_snap_result *r)
@@ -235,8 +238,11 @@ static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 	       mode_name(r->mode), uffdwp_img__id_str(r->id, id), a->pid, r->nr_tasks, r->nr_shmem);
 	printf("  pages: %" PRIu64 " stored, %" PRIu64 " zero/fill, %" PRIu64 " in parent\n",
 	       r->st.data_pages, r->st.fill_pages, r->st.parent_pages);
-	printf("  written: %" PRIu64 " bytes for %.1f MiB of data, ratio %.2f\n", stored,
-	       raw / 1048576.0, stored ? (double)raw / stored : 0.0);
+	/* As img stats counts them: the ratio is the page file's, the index apart. */
+	printf("  written: %" PRIu64 " bytes (page file %" PRIu64 ", index %" PRIu64
+	       ") for %.1f MiB of data, ratio %.2f\n",
+	       stored, r->st.pages_file, r->st.index_bytes, raw / 1048576.0,
+	       r->st.pages_file ? (double)raw / r->st.pages_file : 0.0);
 	printf("  stopped for %.2f ms (%" PRIu64 " pages re-read, %" PRIu64
 	       " copied while running), total %.1f ms\n",
 	       r->frozen_ns / 1e6, r->frozen_pages, r->copied_pages, r->total_ns / 1e6);

@@ -267,11 +267,20 @@ static void print_report_text(const struct uffdwp_report *r, bool ranges)
 			printf(", %.1f MiB in huge pages when tracking began",
 			       t->thp_bytes_start / 1048576.0);
 		printf("\n");
-		for (j = 0; j < t->nr_notes; j++)
+		for (j = 0; j < t->nr_notes; j++) {
+			/* Not memory of the task's: nothing to dump, so neither dirty nor clean. */
+			if (t->notes[j].reason == UFFDWP_R_NOT_DUMPED) {
+				printf("    %012" PRIx64 "-%012" PRIx64
+				       " not dumped: a shared mapping of a file, whose data the "
+				       "file holds\n",
+				       t->notes[j].start, t->notes[j].end);
+				continue;
+			}
 			printf("    %012" PRIx64 "-%012" PRIx64 " dirty: %s%s%s\n",
 			       t->notes[j].start, t->notes[j].end,
 			       uffdwp_reason_name(t->notes[j].reason), t->notes[j].err ? ": " : "",
 			       t->notes[j].err ? uffdwp_strerror(t->notes[j].err) : "");
+		}
 		if (ranges)
 			for (j = 0; j < t->dirty.nr; j++)
 				printf("    %012" PRIx64 "-%012" PRIx64 "\n", t->dirty.r[j].start,
