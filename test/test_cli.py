@@ -177,6 +177,13 @@ def test_bad_pid_is_not_called_lost(tracking):
     p = run("track", "start", "-t", 1)
     assert p.returncode == 1 and "lost" not in p.stderr, p.stderr
     assert "cannot track 1" in p.stderr or "already tracked" in p.stderr
+    # A start that failed leaves no holder and no holder files behind.
+    if "already tracked" not in p.stderr:
+        for kind in ("sock", "lock"):
+            assert not os.path.exists(holder_file(1, kind)), kind
+        assert run("track", "status", "-t", 1).returncode == 3
+    p = run("track", "rate", "-t", gone, "--count", "1", "--interval", "0.1")
+    assert p.returncode == 1 and f"no process {gone}" in p.stderr, p.stderr
 
 
 def test_not_root_says_root(wl, tmp_path):
