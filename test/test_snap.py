@@ -360,6 +360,43 @@ def test_mapping_changes(qwl, tmp_path):
     assert show(c.last)["depth"] == 6
 
 
+def _fresh_ipc_namespace():
+    """No rseq, and an IPC namespace of its own: its first SysV segment gets
+    shmid 0, which /proc/PID/maps shows as inode 0."""
+    import ctypes
+    _no_rseq()
+    if ctypes.CDLL(None, use_errno=True).unshare(0x08000000):  # CLONE_NEWIPC
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWIPC)")
+
+
+def test_sysv_segment_with_id_0(wl, tmp_path, fork_events):
+    """Regression: test_mapping_changes failed now and then with 'listed,
+    not present' for data pages at s5, the round that attaches a SysV
+    segment: when it was the first segment since boot (the tests that make
+    one before had been skipped), its shmid was 0, maps showed inode 0, and
+    a mapping without an inode was taken for private anonymous memory:
+    its pages went into the task's object instead of a shared memory
+    object. A fresh IPC namespace gives shmid 0 every time."""
+    w = wl(preexec=_fresh_ipc_namespace)
+    addr, length = w.map(1, "sysv", 8)
+    assert [m for m in maps_full(w.pid) if m[0] == addr][0][4] == 0, "shmid is not 0"
+    w.map(2, "sysv", 8)
+    w.cmd("write 1 0 8 3")
+    w.cmd("write 2 0 4 4")
+    c = Chain(w, tmp_path)
+    c.snap()
+    objs = show(c.last)["objects"]
+    assert not data_pages_in(c.last, "task", w.pid, addr, addr + length, ("data", "zero"))
+    assert len([o for o in objs if o["kind"] == "shmem"]) == 2, objs
+    w.cmd("write 1 2 1 5")
+    out = c.snap()
+    assert out["mode"] == "delta"
+    _, st, _ = uffdwp("track", "scan", "-t", w.pid, "--hold")
+    notes = [n for t in st["tasks"] for n in t["notes"] if n["start"] == addr]
+    # The tracker takes it for shared memory too, not for a new anonymous mapping.
+    assert notes and notes[0]["reason"] not in ("new-mapping", "untrackable"), notes
+
+
 def test_fork_tree(qwl, tmp_path, fork_events):
     w = qwl()
     addr, length = w.map(1, "anon", 64)
