@@ -376,8 +376,8 @@ def test_killed_holder_files_swept(wl):
             if not os.path.exists(f"/proc/{sa['holder_pid']}"):
                 break
             time.sleep(0.05)
-        assert os.path.exists(holder_file(a.pid, "lock"))
-        assert os.path.exists(holder_file(a.pid, "sock"))
+        # The kill leaves them; any holder starting on this machine meanwhile
+        # (/run/uffdwp is everybody's) may have swept them already.
         uffdwp("track", "start", "-t", c.pid)
         assert not os.path.exists(holder_file(a.pid, "lock")), "dead holder's lock left"
         assert not os.path.exists(holder_file(a.pid, "sock")), "dead holder's socket left"
