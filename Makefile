@@ -7,6 +7,7 @@
 BUILD      ?= build
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
 PLUGINDIR  ?= /usr/lib/criu
 DESTDIR    ?=
 PYTHON     ?= /usr/bin/python3
@@ -64,12 +65,14 @@ CRIU_HOOKS  := $(if $(CRIU_INCLUDE),$(shell grep -ls CR_PLUGIN_HOOK__MEM_DIRTY_R
 		 $(CRIU_INCLUDE)/criu-plugin.h))
 PLUGIN      := $(if $(and $(CRIU_SRCS),$(CRIU_HOOKS)),$(BUILD)/uffdwp_plugin.so)
 
-.PHONY: all test lint install uninstall bench clean demo fuzz criu setup help distclean zdtm
+.PHONY: all test lint install uninstall bench clean demo fuzz criu setup help distclean zdtm man
 .DELETE_ON_ERROR:
 # Generated protobuf-c sources are not intermediates to delete.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 
-all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS)
+MAN         := $(BUILD)/uffdwp.1
+
+all: $(LIB) $(CLI) $(PLUGIN) $(WL_BINS) $(MAN)
 	$(if $(PLUGIN),,@echo "note: CRIU plugin not built: no criu-plugin.h with memory tracking hooks in CRIU_INCLUDE='$(CRIU_INCLUDE)'; run 'make criu' (builds CRIU with criu-patches/), then make again")
 
 $(BUILD)/images/%.pb-c.c $(BUILD)/images/%.pb-c.h: images/%.proto
@@ -85,11 +88,26 @@ $(BUILD)/lib/%.o: plugin/lib/%.c $(PROTO_HDRS)
 
 $(BUILD)/cli/%.o: plugin/cli/%.c $(PROTO_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Iplugin/app $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) -I$(BUILD)/cli -Iplugin/app $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/app/%.o: plugin/app/%.c $(PROTO_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+# What `uffdwp --version` says: this tree's commit, the plugin ABI of the
+# criu-plugin.h the plugin is built against, the series' CRIU commit.
+# Rewritten only when it changes, so that nothing rebuilds for nothing.
+VERSION     := $(or $(shell git describe --always --dirty 2>/dev/null),unknown)
+CRIU_BASE   := $(shell head -1 criu-patches/BASE 2>/dev/null)
+PLUGIN_ABI  := $(if $(PLUGIN),$(shell sed -n 's/^\#define CRIU_PLUGIN_VERSION_\(MAJOR\|MINOR\|SUBLEVEL\)[[:space:]]*\([0-9]*\).*/\2/p' \
+		 $(CRIU_INCLUDE)/criu-plugin.h | paste -sd.))
+$(BUILD)/cli/version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#define UFFDWP_VERSION "%s"\n#define UFFDWP_PLUGIN_ABI "%s"\n#define UFFDWP_CRIU_BASE "%s"\n' \
+		'$(VERSION)' '$(PLUGIN_ABI)' '$(CRIU_BASE)' | cmp -s - $@ || \
+	printf '#define UFFDWP_VERSION "%s"\n#define UFFDWP_PLUGIN_ABI "%s"\n#define UFFDWP_CRIU_BASE "%s"\n' \
+		'$(VERSION)' '$(PLUGIN_ABI)' '$(CRIU_BASE)' > $@
+$(BUILD)/cli/main.o: $(BUILD)/cli/version.h
 
 # Which criu-plugin.h the plugin was built against: another CRIU_INCLUDE
 # rebuilds it (the dependency files only name the old header).
@@ -110,6 +128,11 @@ $(LIB): $(LIB_OBJS)
 
 $(CLI): $(CLI_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJS) $(LIB) $(LDLIBS)
+
+# The manual comes from the same tables as --help (plugin/cli/doc.c).
+man: $(MAN)
+$(MAN): $(CLI)
+	$(CLI) --help-man > $@
 
 $(BUILD)/uffdwp_plugin.so: $(CRIU_OBJS) $(LIB) plugin/criu/uffdwp_plugin.map
 	$(CC) $(LDFLAGS) -shared -Wl,--version-script=plugin/criu/uffdwp_plugin.map \
@@ -176,10 +199,12 @@ lint:
 
 install: all
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/uffdwp
+	install -D -m 0644 $(MAN) $(DESTDIR)$(MANDIR)/man1/uffdwp.1
 	$(if $(PLUGIN),install -D -m 0644 $(PLUGIN) $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so)
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/uffdwp $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so
+	rm -f $(DESTDIR)$(BINDIR)/uffdwp $(DESTDIR)$(PLUGINDIR)/uffdwp_plugin.so \
+		$(DESTDIR)$(MANDIR)/man1/uffdwp.1
 
 # clean keeps the CRIU that `make criu` built (two minutes to redo);
 # distclean removes it too.
@@ -203,9 +228,11 @@ help:
 	@echo 'make bench        tracker and image benchmarks (JSON in $(BUILD)/)'
 	@echo 'make bench-criu   CRIU migration benchmark (root, about 10 minutes)'
 	@echo 'make fuzz         the image readers under libFuzzer'
-	@echo 'make install      uffdwp into $(BINDIR), the plugin into $(PLUGINDIR)'
+	@echo 'make man          the manual page, $(MAN), from the tables --help uses'
+	@echo 'make install      uffdwp into $(BINDIR), its manual into $(MANDIR)/man1,'
+	@echo '                  the plugin into $(PLUGINDIR)'
 	@echo 'make clean        remove build outputs but CRIU; distclean removes all'
-	@echo 'Variables: BUILD=$(BUILD) CRIU_INCLUDE=$(CRIU_INCLUDE) PREFIX=$(PREFIX)'
+	@echo 'Variables: BUILD=$(BUILD) CRIU_INCLUDE=$(CRIU_INCLUDE) PREFIX=$(PREFIX) MANDIR=$(MANDIR)'
 	@echo '           PLUGINDIR=$(PLUGINDIR) SANITIZE=1 (ASan/UBSan) CRIU=... CRIU_SRC=...'
 
 -include $(wildcard $(BUILD)/*/*.d $(BUILD)/app/*/*.d)

@@ -4,10 +4,18 @@
 # heap, tracked with async uffd-wp over three iterations, as a pre-copy
 # migration would see it; then a base snapshot and two deltas of it into a
 # temporary directory, the chain's sizes, and a check of every checksum.
-# Needs root (ptrace, pidfd_getfd) and Linux 6.7+.
+# Needs root (ptrace, pidfd_getfd) and Linux 6.7+: run by a user, it runs
+# itself again under sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null || {
+		echo "demo: tracking another process needs root, and there is no sudo" >&2
+		exit 1
+	}
+	exec sudo env BUILD="$BUILD" ${CRIU:+CRIU="$CRIU"} "$PWD/scripts/demo.sh" "$@"
+fi
 U=$BUILD/uffdwp
 
 SNAPS=$(mktemp -d "${TMPDIR:-/var/tmp}/uffdwp-demo.XXXXXX")
@@ -21,11 +29,14 @@ ask "write 1 0 16384 1"
 echo "== demo workload $WL_PID: 64 MiB written once, one thread now writing 2000 random pages a second"
 ask "spin 1 1 2000"
 
-echo "== uffdwp track start"
+echo "== uffdwp track start: a holder process keeps the userfaultfd open between commands"
 $U track start -t "$WL_PID"
+echo "   (its scan 1 write-protected everything; the scans below count on from there)"
 for i in 1 2 3; do
 	sleep 1
 	echo "== iteration $i: uffdwp track scan (what a pre-dump would copy)"
+	[ "$i" = 1 ] && echo "   (written: since the last scan; pending: from a scan held and not committed, so" &&
+		echo "   reported again; not dumped: a shared mapping of a file, which holds its data)"
 	$U track scan -t "$WL_PID"
 done
 echo "== uffdwp track status"
@@ -35,6 +46,8 @@ echo "== uffdwp track rate: will iterative pre-copy converge?"
 $U track rate -t "$WL_PID" --interval 0.5 --count 4
 
 echo "== uffdwp snap: a full snapshot, then two deltas a second apart, in $SNAPS"
+echo "   (stored: data in the image; zero/fill: pages of one byte, no data; in parent: the"
+echo "   parent's; re-read: written during the copy, read again while the tree was stopped)"
 $U snap -t "$WL_PID" -D "$SNAPS/0"
 for i in 1 2; do
 	sleep 1

@@ -119,50 +119,21 @@ def swap():
 def _fork_events_why_not():
     """Why the tracker gets no fork events from the proc connector here, or None.
     Without them it counts every shared object as written at every scan
-    (plugin/lib/forkwatch.h), so exact shared-memory results cannot be had."""
-    import select
-    import socket
-    import struct
+    (plugin/lib/forkwatch.h), so exact shared-memory results cannot be had.
+    Asks the tracker's own subscription (uffdwp __debug forkwatch), which
+    names the cause."""
     if os.environ.get("UFFDWP_NO_FORK_EVENTS"):
         return "UFFDWP_NO_FORK_EVENTS is set"
-    for ns, ino in (("user", 0xEFFFFFFD), ("pid", 0xEFFFFFFC)):
-        if os.stat(f"/proc/self/ns/{ns}").st_ino != ino:
-            return f"not in the initial {ns} namespace (the proc connector sends nothing)"
-    try:
-        s = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 11)  # NETLINK_CONNECTOR
-    except OSError as e:
-        return f"no netlink connector socket: {e}"
-    with s:
-        try:
-            s.bind((0, 1))  # CN_IDX_PROC
-            # nlmsghdr, cn_msg {idx 1, val 1, seq, ack, len 4, flags}, PROC_CN_MCAST_LISTEN
-            msg = struct.pack("=IIIIII", 1, 1, 0, 0, 4, 0) + struct.pack("=I", 1)
-            s.send(struct.pack("=IHHII", 16 + len(msg), 3, 0, 0, 0) + msg)
-        except OSError as e:
-            return f"cannot subscribe to fork events: {e}"
-        child = os.fork()
-        if not child:
-            os._exit(0)
-        os.waitpid(child, 0)
-        try:
-            while select.select([s], [], [], 0.5)[0]:
-                data = s.recv(65536)
-                # nlmsghdr 16 + cn_msg 20, then proc_event: what (u32) ... fork data
-                while len(data) >= 36 + 32:
-                    n = struct.unpack_from("=I", data)[0]
-                    what = struct.unpack_from("=I", data, 36)[0]
-                    ppid, ptgid, cpid, ctgid = struct.unpack_from("=iiii", data, 36 + 16)
-                    if what == 1 and ptgid == os.getpid() and ctgid == child:
-                        return None
-                    data = data[(n + 3) & ~3:] if n else b""
-        finally:
-            s.send(struct.pack("=IHHII", 16 + len(msg), 3, 0, 0, 0) +
-                   struct.pack("=IIIIII", 1, 1, 0, 0, 4, 0) + struct.pack("=I", 2))
-    return "no fork event from the proc connector (CAP_NET_ADMIN?)"
+    p = subprocess.run([UFFDWP, "__debug", "forkwatch"], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    if p.returncode == 0 and p.stdout.startswith("fork_events yes"):
+        return None
+    return (p.stdout.strip() or p.stderr.strip() or f"exit {p.returncode}").replace(
+        "fork_events no: ", "")
 
 
 @pytest.fixture(scope="session")
-def fork_events(tracking):
+def fork_events(tracking, built):
     """Exact results for shared memory need the proc connector's fork events."""
     why = _fork_events_why_not()
     if why:

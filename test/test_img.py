@@ -87,15 +87,44 @@ def test_flatten_equals_chain(tmp_path):
     rng = random.Random(8)
     dirs, states = random_chain(str(tmp_path), rng, 4)
     out = tmp_path / "criu"
-    out.mkdir()
-    # A pages image CRIU wrote before must survive: ids are picked above it.
-    (out / "pages-3.img").write_bytes(b"x" * PAGE)
+    out.mkdir()  # empty: taken
     run("img", "flatten", dirs[-1], "--to", out)
-    assert (out / "pages-3.img").read_bytes() == b"x" * PAGE
     for (kind, oid), pages in states[-1].items():
         name = f"pagemap-{oid}.img" if kind == TASK else f"pagemap-shmem-{oid}.img"
         assert read_criu_pagemap(str(out), name) == pages
     assert not [n for n in os.listdir(out) if n.startswith(".uffdwp-tmp")]
+    # A directory used before is refused, untouched: its old pages images
+    # would lie next to pagemaps that do not name them.
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    p = run("img", "flatten", dirs[0], "--to", out, check=False)
+    assert p.returncode == 1 and b"is not empty" in p.stderr, p.stderr
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
+    # A new directory is made.
+    run("img", "flatten", dirs[0], "--to", tmp_path / "new")
+    assert sorted(os.listdir(tmp_path / "new")) == sorted(
+        n for n in before if n.startswith("pagemap-") or n.startswith("pages-"))
+
+
+def test_failed_flatten_and_merge_leave_nothing(tmp_path):
+    """A chain that cannot be read to the end (a damaged frame of the last
+    object) makes no files: flatten and merge are all or nothing."""
+    rng = random.Random(9)
+    dirs, _ = random_chain(str(tmp_path), rng, 2)
+    pages = os.path.join(dirs[0], "uffdwp-pages.zst")
+    with open(pages, "r+b") as f:
+        f.seek(20)
+        b = f.read(1)
+        f.seek(20)
+        f.write(bytes([b[0] ^ 0x10]))
+    for cmd in ("flatten", "merge"):
+        made = tmp_path / f"{cmd}-new"
+        p = run("img", cmd, dirs[-1], "--to", made, check=False)
+        assert p.returncode == 1 and b"checksum mismatch" in p.stderr, p.stderr
+        assert not made.exists(), os.listdir(made)
+        empty = tmp_path / f"{cmd}-empty"
+        empty.mkdir()
+        p = run("img", cmd, dirs[-1], "--to", empty, check=False)
+        assert p.returncode == 1 and not os.listdir(empty), os.listdir(empty)
 
 
 def test_parent_link_is_relative(tmp_path):
@@ -149,12 +178,21 @@ def test_page_source_errors(tmp_path):
     rng = random.Random(11)
     pages = {p: page_text(rng) for p in range(16, 32)}
     d = write_image(str(tmp_path), "a", {(TASK, 5): pages}, {(TASK, 5): set(pages)})
-    p = run("img", "read", d, "--task", 5, 15 * PAGE, 2, check=False)
+    p = run("img", "read", d, "--task", 5, f"{15 * PAGE:#x}", 2, check=False)
     assert p.returncode == 1 and b"has no page" in p.stderr
-    p = run("img", "read", d, "--task", 6, 16 * PAGE, 1, check=False)
+    p = run("img", "read", d, "--task", 6, f"{16 * PAGE:#x}", 1, check=False)
     assert p.returncode == 1
-    assert run("img", "read", d, "--task", 5, 20 * PAGE, 3).stdout == \
+    assert run("img", "read", d, "--task", 5, f"{20 * PAGE:#x}", 3).stdout == \
         pages[20] + pages[21] + pages[22]
+    # An address as img show prints it: hexadecimal without 0x.
+    shown = run("img", "show", d).stdout.decode()
+    first = shown.split("task 5:")[1].splitlines()[1].split()[0].split("-")[0]
+    assert first == f"{16 * PAGE:012x}"
+    assert run("img", "read", d, "--task", 5, first, 1).stdout == pages[16]
+    p = run("img", "read", d, "--task", 5, "12345", 1, check=False)
+    assert p.returncode == 2 and b"page boundary" in p.stderr
+    p = run("img", "read", d, "--task", 5, "zz", 1, check=False)
+    assert p.returncode == 2 and b"not an address" in p.stderr
 
 
 # ---------------------------------------------------------------- real memory
@@ -257,12 +295,13 @@ def golden_state():
     return ({(TASK, 1000): base, (SHMEM, 9): shm}, {(TASK, 1000): delta, (SHMEM, 9): shm})
 
 
-@pytest.fixture
-def golden(tmp_path):
-    src = os.path.join(FIXTURES, "img-v1")
+@pytest.fixture(params=["img-v1", "img-v2"])
+def golden(tmp_path, request):
+    """Every index version ever written must stay readable."""
+    src = os.path.join(FIXTURES, request.param)
     if not os.path.isdir(src):
-        pytest.fail("test/fixtures/img-v1 is missing")
-    dst = tmp_path / "img-v1"
+        pytest.fail(f"test/fixtures/{request.param} is missing")
+    dst = tmp_path / request.param
     shutil.copytree(src, dst, symlinks=True)
     return dst
 
@@ -275,10 +314,26 @@ def test_golden_fixtures(golden):
     check_chain(str(golden / "delta"), delta_state)
     js = run_json("img", "show", str(golden / "delta"))
     assert js["depth"] == 1 and js["frame_size"] == 65536
+    assert js["version"] == int(golden.name[len("img-v"):])
+    # Version 1 recorded the CRC residue, the same for every index: nothing to check.
+    base = run_json("img", "show", str(golden / "base"))
+    assert js["parent_crc"] == (None if js["version"] == 1 else base["index_crc"])
     assert [o["kind"] for o in js["objects"]] == ["task", "shmem"]
     sizes = sum(os.path.getsize(os.path.join(dp, f))
                 for dp, _, fs in os.walk(golden) for f in fs)
     assert sizes < 8192
+
+
+def test_new_delta_of_a_version_1_parent(golden, tmp_path):
+    """A delta written now against an old parent records that parent's stored CRC."""
+    if golden.name != "img-v1":
+        pytest.skip("only the version 1 fixture is an old parent")
+    base_state, _ = golden_state()
+    d = write_image(str(tmp_path), "new", base_state, {}, parent=str(golden / "base"))
+    js = run_json("img", "show", d)
+    assert js["version"] == 2
+    assert js["parent_crc"] == run_json("img", "show", str(golden / "base"))["index_crc"]
+    check_chain(d, base_state)
 
 
 def test_write_driver_help_is_honest():

@@ -2,6 +2,7 @@
 """Damaged images and chains: every bit flip caught, truncation, reserved
 bits, foreign and empty files, broken parent links, a writer killed at random
 points, and a full filesystem."""
+import json
 import os
 import random
 import shutil
@@ -115,8 +116,8 @@ def test_reserved_bits(work):
     dirs, _ = work
     path = os.path.join(dirs[-1], INDEX)
     orig = open(path, "rb").read()
-    for off, val, word in ((6, 1, "reserved"), (7, 0x80, "reserved"), (4, 2, "version"),
-                           (5, 1, "version")):
+    for off, val, word in ((6, 1, "reserved"), (7, 0x80, "reserved"), (4, 3, "version"),
+                           (4, 0, "version"), (5, 1, "version")):
         b = bytearray(orig)
         b[off] = val
         open(path, "wb").write(b)
@@ -131,6 +132,27 @@ def test_reserved_bits(work):
     open(path, "wb").write(b)
     reseal_seek_table(path)
     expect_bad(dirs[-1], PAGES, "reserved")
+
+
+def test_verify_names_the_file_and_the_fault(work):
+    """img verify says which file is wrong and how, in text and in JSON (the
+    new user got only '"error": "Bad message"', the page file missing)."""
+    dirs, _ = work
+    pages = os.path.join(dirs[0], PAGES)
+    os.rename(pages, pages + ".away")
+    p = run("img", "verify", dirs[-1], check=False)
+    assert p.returncode == 1
+    out = p.stdout.decode()
+    assert "FAILED" in out and pages in out and "missing" in out, out
+    p = run("--json", "img", "verify", dirs[-1], check=False)
+    js = json.loads(p.stdout)
+    assert p.returncode == 1 and js["ok"] is False
+    assert pages in js["error"] and "missing" in js["error"], js
+    assert js["errno"] == 74  # EBADMSG
+    os.rename(pages + ".away", pages)
+    flip(pages, 8 * 40)
+    js = json.loads(run("--json", "img", "verify", dirs[0], check=False).stdout)
+    assert pages in js["error"] and "offset" in js["error"] and "frame" in js["error"], js
 
 
 def test_foreign_and_empty_files(work, tmp_path):
@@ -159,6 +181,55 @@ def test_foreign_and_empty_files(work, tmp_path):
     assert "no image" in expect_bad(str(tmp_path / "empty"))
 
 
+def retime_index(path):
+    """Rewrite an index as a writer of the same image later might: another
+    commit time (the head's field 13, same length), CRC recomputed."""
+    with open(path, "r+b") as f:
+        b = bytearray(f.read())
+        hlen = struct.unpack_from("<I", b, 16)[0]
+        i, end = 20, 20 + hlen
+        while i < end:
+            key = b[i]
+            i += 1
+            num, wt = key >> 3, key & 7
+            if num == 13 and wt == 0:
+                b[i] ^= 0x02  # a low bit of the varint's first byte
+                break
+            if wt == 0:
+                while b[i] & 0x80:
+                    i += 1
+                i += 1
+            elif wt == 2:
+                n = b[i]
+                i += 1 + n
+            else:
+                raise AssertionError(f"unexpected wire type {wt} in the head")
+        else:
+            raise AssertionError("no ctime_ns in the head")
+        f.seek(0)
+        f.write(b)
+    reseal_index(path)
+
+
+def test_index_crcs_differ_and_are_the_stored_ones(work):
+    """Each index's CRC names it: different indexes, different CRCs (not the
+    CRC residue, which is the same for all), and a delta records its
+    parent's."""
+    dirs, _ = work
+    crcs = []
+    for d in dirs:
+        js = json.loads(run("--json", "img", "show", d).stdout)
+        with open(os.path.join(d, INDEX), "rb") as f:
+            b = f.read()
+        assert js["index_crc"] == struct.unpack_from("<I", b, len(b) - 8)[0]
+        crcs.append(js["index_crc"])
+        if js["depth"]:
+            parent = json.loads(run("--json", "img", "show", os.path.join(d, "parent")).stdout)
+            assert js["parent_crc"] == parent["index_crc"]
+    assert len(set(crcs)) == len(crcs), crcs
+    assert 0x658FA941 not in crcs
+
+
 def test_parent_missing_mismatched_and_loops(work, tmp_path):
     dirs, states = work
     base, mid, top = dirs
@@ -174,10 +245,16 @@ def test_parent_missing_mismatched_and_loops(work, tmp_path):
     shutil.rmtree(base)
     os.rename(base + ".orig", base)
     assert verify(top)[0] == 0
-    # Rewritten parent: same id, other index bytes.
+    # Rewritten parent: same id, other index bytes, a valid CRC of its own.
     idx = os.path.join(base, INDEX)
     orig = open(idx, "rb").read()
     open(idx, "wb").write(orig)  # untouched still fine
+    assert verify(top)[0] == 0
+    retime_index(idx)
+    assert verify(base)[0] == 0, "the rewritten image is sound by itself"
+    expect_bad(mid, "rewritten since")
+    expect_bad(top, "rewritten since")
+    open(idx, "wb").write(orig)
     assert verify(top)[0] == 0
     # Loops: a self link, then top -> mid -> top.
     link = os.path.join(mid, "parent")

@@ -54,9 +54,10 @@ def test_fuzz_readers(tmp_path):
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    fx = os.path.join(HERE, "fixtures", "img-v1")
-    for name in ("base", "delta"):
-        (corpus / f"fixture-{name}").write_bytes(seed(os.path.join(fx, name)))
+    for version in ("img-v1", "img-v2"):
+        fx = os.path.join(HERE, "fixtures", version)
+        for name in ("base", "delta"):
+            (corpus / f"fixture-{version}-{name}").write_bytes(seed(os.path.join(fx, name)))
     rng = random.Random(4)
     for i, opts in enumerate((["--frame-size", "4096"], ["--frame-size", "8192"])):
         pages = {p: page_any(rng) for p in range(8 + i, 14 + 2 * i)}

@@ -17,6 +17,7 @@
 
 #include "uapi/uffdwp-uapi.h"
 #include "cli.h"
+#include "forkwatch.h"
 #include "inject.h"
 #include "holder.h"
 #include "log.h"
@@ -55,6 +56,7 @@ static void debug_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: uffdwp __debug probe\n"
+		"       uffdwp __debug forkwatch   subscribe to fork events as a holder does\n"
 		"       uffdwp __debug inject-uffd [-n COUNT] PID\n"
 		"       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
 		"       uffdwp __debug adopt-track PID   start a holder that injects nothing\n"
@@ -232,6 +234,18 @@ out:
 	return ret;
 }
 
+/* The subscription a holder makes, and why it failed: the tests' probe. */
+static int debug_forkwatch(void)
+{
+	struct uffdwp_forkwatch *w;
+	int err = uffdwp_forkwatch__open(&w);
+
+	uffdwp_forkwatch__close(err ? NULL : w);
+	printf("fork_events %s%s%s\n", err ? "no" : "yes", err ? ": " : "",
+	       err ? uffdwp_forkwatch_why(err) : "");
+	return err ? 1 : 0;
+}
+
 /* What the CRIU plugin does, with our injection standing in for CRIU's. */
 static int debug_adopt_track(pid_t pid)
 {
@@ -279,6 +293,8 @@ int cmd_debug(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "probe"))
 		return debug_probe();
+	if (!strcmp(argv[1], "forkwatch"))
+		return debug_forkwatch();
 
 	while (i + 1 < argc && (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-r"))) {
 		opt = argv[i][1] == 'n' ? &count : &repeat;

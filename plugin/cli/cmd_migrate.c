@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* uffdwp migrate: live migration of a process tree with CRIU. */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,64 +11,6 @@
 #include "cli.h"
 #include "log.h"
 #include "migrate/migrate.h"
-
-static const char migrate_usage[] =
-    "usage: uffdwp migrate -t PID --to ADDR:PORT [options]      (the source)\n"
-    "       uffdwp migrate --listen ADDR:PORT -D DIR [options]  (the destination)\n"
-    "\n"
-    "Move a running process tree to another host with CRIU. The destination\n"
-    "listens; the source connects, pre-dumps with --uffd-wp-track while the\n"
-    "tree runs (each pre-dump after the first sends only the pages written\n"
-    "since the one before, through CRIU's page server), and stops when the\n"
-    "predicted downtime of the final dump is under --max-downtime, when an\n"
-    "iteration no longer shrinks the set of written pages, or after\n"
-    "--max-iterations. The final dump leaves the tree stopped; the\n"
-    "destination restores it, still stopped; the source says go; only when\n"
-    "the destination says the tree runs is the source killed.\n"
-    "\n"
-    "Any failure before that (a page server or CRIU run that fails, a full\n"
-    "disk on either side, a restore that fails, a lost connection, Ctrl-C)\n"
-    "rolls back: the destination removes what it wrote, the source tree runs\n"
-    "on as before, untracked, with the huge pages tracking split collapsed\n"
-    "back. One Ctrl-C lets the CRIU run in progress finish first; a second\n"
-    "kills it. The tree must be a session of its own (CRIU's rule), in a pid\n"
-    "namespace of its own if source and destination are one machine.\n"
-    "\n"
-    "source options:\n"
-    "  -t, --pid PID          the root of the tree\n"
-    "  --to ADDR:PORT         the destination ('uffdwp migrate --listen')\n"
-    "  --max-downtime MS      cut over once the prediction is below (300)\n"
-    "  --max-iterations N     pre-dumps at most (10); 0: stop-and-copy\n"
-    "  --no-track             no --uffd-wp-track: every pre-dump is whole\n"
-    "  --restore-estimate MS  the destination's restore, in the prediction (50)\n"
-    "  --postcopy             cut over before the last pages are sent: the\n"
-    "                         destination's tree faults them in from the source\n"
-    "                         (criu lazy-pages); after the cut-over they live\n"
-    "                         only on the source (needs fs.pipe-max-size >= 4 MiB)\n"
-    "  --lazy-restore         the destination restores from its images with\n"
-    "                         criu lazy-pages: the tree runs before its memory\n"
-    "                         is all mapped in (the pages are at the destination)\n"
-    "  --plugin-pages         compressed images (the plugin on both sides)\n"
-    "  --tcp-established      migrate established TCP connections\n"
-    "  --shell-job            the tree is a shell job\n"
-    "  -W, --work-dir DIR     the local images (default: a new /var/tmp/uffdwp-migrate.*)\n"
-    "  --keep                 keep the local images after a success\n"
-    "  --criu-arg ARG         one more argument for every CRIU pre-dump and dump\n"
-    "\n"
-    "destination options:\n"
-    "  --listen ADDR:PORT     where to wait for the source\n"
-    "  -D, --dir DIR          where the images go (made if missing; must be empty)\n"
-    "\n"
-    "both:\n"
-    "  --criu PATH            CRIU with criu-patches/ (default: $CRIU, else criu on PATH)\n"
-    "  -L, --libdir DIR       CRIU's plugin directory, with uffdwp_plugin.so\n"
-    "  --timeout S            for one CRIU run or one answer (600)\n"
-    "  --json                 records on stdout: iteration, cutover, running,\n"
-    "                         rollback, summary; progress lines go to stderr\n"
-    "\n"
-    "Exit codes: 0 migrated (the tree runs on the destination), 1 failed and\n"
-    "rolled back (the source runs), 2 usage, 3 failed after the cut-over,\n"
-    "4 failed and the source could not be resumed (the message says what to do).\n";
 
 enum {
 	OPT_TO = 0x100,
@@ -85,9 +26,82 @@ enum {
 	OPT_CRIU_ARG,
 	OPT_CRIU,
 	OPT_TIMEOUT,
-	OPT_JSON,
 	OPT_POSTCOPY,
 	OPT_LAZY_RESTORE,
+};
+
+static const struct cli_sub migrate_subs[] = {
+    {NULL,
+     "-t PID --to ADDR:PORT [options] (the source) | --listen ADDR:PORT -D DIR [options] "
+     "(the destination)",
+     NULL,
+     "Any failure before the destination runs (a page server or CRIU run that fails, a "
+     "full disk on either side, a restore that fails, a lost connection, Ctrl-C) rolls "
+     "back: the destination removes what it wrote, the source tree runs on as before, "
+     "untracked, with the huge pages tracking split collapsed back. One Ctrl-C lets the "
+     "CRIU run in progress finish first; a second kills it. After the destination has "
+     "restored the tree, Ctrl-C is ignored: the cut-over completes.\n\n"
+     "The tree must be a session of its own (CRIU's rule), in a pid namespace of its own "
+     "if source and destination are one machine.\n\n"
+     "Progress goes to stderr, one line per CRIU run: pages and MB sent, the dirty rate, "
+     "the link's bandwidth and the predicted downtime; then a summary. With --json, "
+     "stdout has one record per line: iteration, cutover, running, rollback, summary "
+     "(docs/migrate.md).\n\n"
+     "Exit codes of migrate: 0 migrated (the tree runs on the destination); 1 failed and "
+     "rolled back (the source runs); 2 bad arguments; 3 failed after the cut-over (with "
+     "--postcopy: pages that had not reached the destination lived only on the source); "
+     "4 failed and the source could not be resumed (the message says what to do)."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_opt migrate_opts[] = {
+    {"pid", 't', "PID", NULL, "source: the root of the tree"},
+    {"to", OPT_TO, "ADDR:PORT", NULL, "source: the destination ('uffdwp migrate --listen')"},
+    {"max-downtime", OPT_MAX_DOWNTIME, "MS", NULL,
+     "source: cut over once the predicted downtime is below (default 300)"},
+    {"max-iterations", OPT_MAX_ITERS, "N", NULL,
+     "source: pre-dumps at most (default 10); 0: stop-and-copy"},
+    {"no-track", OPT_NO_TRACK, NULL, NULL, "source: no --uffd-wp-track: every pre-dump is whole"},
+    {"restore-estimate", OPT_RESTORE_EST, "MS", NULL,
+     "source: the destination's restore time, in the prediction (default 50)"},
+    {"postcopy", OPT_POSTCOPY, NULL, NULL,
+     "source: cut over before the last pages are sent: the destination's tree faults them "
+     "in from the source (criu lazy-pages); after the cut-over they live only on the "
+     "source (needs fs.pipe-max-size >= 4 MiB)"},
+    {"lazy-restore", OPT_LAZY_RESTORE, NULL, NULL,
+     "source: the destination restores from its images with criu lazy-pages: the tree "
+     "runs before its memory is all mapped in (the pages are at the destination)"},
+    {"plugin-pages", OPT_PLUGIN_PAGES, NULL, NULL,
+     "source: compressed images (the plugin on both sides)"},
+    {"tcp-established", OPT_TCP, NULL, NULL, "source: migrate established TCP connections"},
+    {"shell-job", OPT_SHELL_JOB, NULL, NULL, "source: the tree is a shell job"},
+    {"work-dir", 'W', "DIR", NULL,
+     "source: the local images (default: a new /var/tmp/uffdwp-migrate.*)"},
+    {"keep", OPT_KEEP, NULL, NULL, "source: keep the local images after a success"},
+    {"criu-arg", OPT_CRIU_ARG, "ARG", NULL,
+     "source: one more argument for every CRIU pre-dump and dump (repeatable)"},
+    {"listen", OPT_LISTEN, "ADDR:PORT", NULL, "destination: where to wait for the source"},
+    {"dir", 'D', "DIR", NULL, "destination: where the images go (made if missing; must be empty)"},
+    {"criu", OPT_CRIU, "PATH", NULL,
+     "CRIU with criu-patches/ (default: $CRIU, else criu on PATH)"},
+    {"libdir", 'L', "DIR", NULL, "CRIU's plugin directory, with uffdwp_plugin.so"},
+    {"timeout", OPT_TIMEOUT, "S", NULL, "for one CRIU run or one answer (default 600)"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_cmd cli_migrate = {
+    .name = "migrate",
+    .summary = "move a running process tree to another host with CRIU",
+    .fn = cmd_migrate,
+    .text = "The destination listens; the source connects, pre-dumps with --uffd-wp-track "
+	    "while the tree runs (each pre-dump after the first sends only the pages written "
+	    "since the one before, through CRIU's page server), and stops when the predicted "
+	    "downtime of the final dump is under --max-downtime, when an iteration no longer "
+	    "shrinks the set of written pages, or after --max-iterations. The final dump "
+	    "leaves the tree stopped; the destination restores it, still stopped; the source "
+	    "says go; only when the destination says the tree runs is the source killed.",
+    .subs = migrate_subs,
+    .opts = migrate_opts,
 };
 
 static volatile sig_atomic_t interrupts;
@@ -265,8 +279,7 @@ static int parse_num(const char *opt, const char *arg, double min, double max, d
 	errno = 0;
 	*v = strtod(arg, &end);
 	if (errno || end == arg || *end || *v < min || *v > max) {
-		fprintf(stderr, "uffdwp migrate: %s '%s': not a number in [%g, %g]\n", opt, arg,
-			min, max);
+		cli_err("%s '%s': not a number in [%g, %g]", opt, arg, min, max);
 		return -1;
 	}
 	return 0;
@@ -274,30 +287,6 @@ static int parse_num(const char *opt, const char *arg, double min, double max, d
 
 int cmd_migrate(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"pid", required_argument, NULL, 't'},
-	    {"to", required_argument, NULL, OPT_TO},
-	    {"listen", required_argument, NULL, OPT_LISTEN},
-	    {"dir", required_argument, NULL, 'D'},
-	    {"work-dir", required_argument, NULL, 'W'},
-	    {"libdir", required_argument, NULL, 'L'},
-	    {"max-downtime", required_argument, NULL, OPT_MAX_DOWNTIME},
-	    {"max-iterations", required_argument, NULL, OPT_MAX_ITERS},
-	    {"no-track", no_argument, NULL, OPT_NO_TRACK},
-	    {"restore-estimate", required_argument, NULL, OPT_RESTORE_EST},
-	    {"plugin-pages", no_argument, NULL, OPT_PLUGIN_PAGES},
-	    {"tcp-established", no_argument, NULL, OPT_TCP},
-	    {"shell-job", no_argument, NULL, OPT_SHELL_JOB},
-	    {"keep", no_argument, NULL, OPT_KEEP},
-	    {"criu-arg", required_argument, NULL, OPT_CRIU_ARG},
-	    {"criu", required_argument, NULL, OPT_CRIU},
-	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
-	    {"lazy-restore", no_argument, NULL, OPT_LAZY_RESTORE},
-	    {"json", no_argument, NULL, OPT_JSON},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
 	struct uffdwp_migrate_opts so = {
 	    .track = true,
 	    .max_downtime_ms = 300,
@@ -313,16 +302,17 @@ int cmd_migrate(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_signal};
 	const char *listen = NULL, *dir = NULL, *criu = NULL;
 	char *extra[32];
+	struct cli_parser p;
 	double v;
 	int c, ret, nr_extra = 0;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:D:W:L:h", longopts, NULL)) != -1) {
+	cli_parser__init(&p, &cli_migrate, argc, argv);
+	while ((c = cli_parser__next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
 		case 't':
 			so.pid = cli_parse_pid(optarg);
 			if (so.pid < 0)
-				return 2;
+				return CLI_USAGE;
 			break;
 		case OPT_TO:
 			so.to = optarg;
@@ -341,11 +331,11 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_MAX_DOWNTIME:
 			if (parse_num("--max-downtime", optarg, 0, 3.6e6, &so.max_downtime_ms))
-				return 2;
+				return CLI_USAGE;
 			break;
 		case OPT_MAX_ITERS:
 			if (parse_num("--max-iterations", optarg, 0, 1000, &v))
-				return 2;
+				return CLI_USAGE;
 			so.max_iters = (unsigned int)v;
 			break;
 		case OPT_NO_TRACK:
@@ -353,7 +343,7 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_RESTORE_EST:
 			if (parse_num("--restore-estimate", optarg, 0, 3.6e6, &so.restore_est_ms))
-				return 2;
+				return CLI_USAGE;
 			break;
 		case OPT_PLUGIN_PAGES:
 			so.plugin_pages = true;
@@ -369,8 +359,8 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_CRIU_ARG:
 			if (nr_extra == (int)(sizeof(extra) / sizeof(extra[0]))) {
-				fprintf(stderr, "uffdwp migrate: too many --criu-arg\n");
-				return 2;
+				cli_err("too many --criu-arg");
+				return CLI_USAGE;
 			}
 			extra[nr_extra++] = optarg;
 			break;
@@ -379,7 +369,7 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case OPT_TIMEOUT:
 			if (parse_num("--timeout", optarg, 1, 86400, &v))
-				return 2;
+				return CLI_USAGE;
 			so.timeout_s = dop.timeout_s = (int)v;
 			break;
 		case OPT_POSTCOPY:
@@ -388,43 +378,39 @@ int cmd_migrate(int argc, char **argv)
 		case OPT_LAZY_RESTORE:
 			so.lazy_restore = true;
 			break;
-		case OPT_JSON:
-			cli_json = true;
-			break;
-		case 'h':
-			fputs(migrate_usage, stdout);
-			return 0;
 		default:
-			fputs(migrate_usage, stderr);
-			return 2;
+			cli_usage(&cli_migrate, NULL);
+			return CLI_USAGE;
 		}
 	}
+	ret = cli_parser__finish(&p, NULL);
+	if (ret >= 0)
+		return ret;
 	if (optind < argc) {
-		fprintf(stderr, "uffdwp migrate: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		cli_err("unexpected argument '%s'", argv[optind]);
+		cli_usage(&cli_migrate, NULL);
+		return CLI_USAGE;
 	}
 	if (!!listen == !!so.to) {
-		fprintf(stderr, "uffdwp migrate: give either --to (the source) or --listen (the "
-				"destination)\n");
-		return 2;
+		cli_err("give either --to (the source) or --listen (the destination)");
+		return CLI_USAGE;
 	}
 	if (so.to && !so.pid) {
-		fprintf(stderr, "uffdwp migrate: the source needs -t PID\n");
-		return 2;
+		cli_err("the source needs -t PID");
+		return CLI_USAGE;
 	}
 	if (listen && !dir) {
-		fprintf(stderr, "uffdwp migrate: the destination needs -D DIR\n");
-		return 2;
+		cli_err("the destination needs -D DIR");
+		return CLI_USAGE;
 	}
 	so.criu = dop.criu = find_criu(criu);
 	if (!so.criu) {
-		fprintf(stderr, "uffdwp migrate: no CRIU: give --criu PATH or set $CRIU (a CRIU "
-				"with criu-patches/)\n");
-		return 2;
+		cli_err("no CRIU: give --criu PATH or set $CRIU (a CRIU with criu-patches/)");
+		return CLI_USAGE;
 	}
 	if (access(so.criu, X_OK)) {
-		fprintf(stderr, "uffdwp migrate: %s: %s\n", so.criu, strerror(errno));
-		return 2;
+		cli_err("%s: %s", so.criu, strerror(errno));
+		return CLI_USAGE;
 	}
 	so.criu_args = extra;
 	so.nr_criu_args = nr_extra;

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* uffdwp snap: a memory-only snapshot of a running process tree. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,55 +13,64 @@
 #include "log.h"
 #include "snap.h"
 
-static const char snap_usage[] =
-    "usage: uffdwp [-v] [--json] snap -t PID -D DIR [--parent DIR] [--tree]\n"
-    "                                 [--level N] [--frame-size B] [--threads N]\n"
-    "\n"
-    "Write the memory of a running process (with --tree, and of all its\n"
-    "descendants) into a compressed image in DIR. Pages are copied while the\n"
-    "tree runs; it is then stopped (SIGSTOP) for as long as it takes to\n"
-    "re-read the pages written during the copy, so that the image is the\n"
-    "memory of one instant. A task that was stopped already stays stopped.\n"
-    "\n"
-    "Without --parent the image is full: every present page. If no holder\n"
-    "tracks PID, one is started ('uffdwp track'), so that later snapshots can\n"
-    "be deltas; if one does, its scans are committed with this image as the\n"
-    "new base.\n"
-    "\n"
-    "With --parent DIR the image is a delta: only pages written since the\n"
-    "parent are stored; other present pages are \"in parent\". The holder must\n"
-    "be tracking relative to that image (its last snapshot); otherwise the\n"
-    "snapshot is refused. If tracking was lost (no holder runs: killed, idle\n"
-    "timeout), a full image is written instead, without a parent link, a\n"
-    "warning says so, and a new holder is started. Nothing is committed to\n"
-    "the holder unless the image is: after a failure, the next snapshot still\n"
-    "stores every page written since the parent.\n"
-    "\n"
-    "Stored: anonymous, hugetlb and the private copies of private file\n"
-    "pages, per task (by pid); shared memory (MAP_SHARED anonymous, memfd,\n"
-    "SysV, tmpfs) once per file, keyed by its inode number ('img read\n"
-    "--shmem INO'). Not stored: shared mappings of regular files, [vdso].\n"
-    "\n"
-    "options:\n"
-    "  -t, --pid PID        the process\n"
-    "  -D, --dir DIR        the new image (created; must not hold one)\n"
-    "  --parent DIR         the previous image of the chain: write a delta\n"
-    "  --tree               the descendants too\n"
-    "  --level N            zstd level (default -1)\n"
-    "  --frame-size B       raw bytes per frame (default 64K)\n"
-    "  --threads N          compression threads (default 1)\n"
-    "  --json               print the summary as JSON\n"
-    "\n"
-    "Progress goes to stderr when it is a terminal, or with -v. Exit codes: 0\n"
-    "ok, 1 error (nothing committed), 2 usage.\n";
-
 enum {
 	OPT_PARENT = 0x100,
 	OPT_TREE,
 	OPT_LEVEL,
 	OPT_FRAME,
 	OPT_THREADS,
-	OPT_JSON,
+};
+
+static const struct cli_sub snap_subs[] = {
+    {NULL, "-t PID -D DIR [--parent DIR] [--tree] [--level N] [--frame-size B] [--threads N]", NULL,
+     "Without --parent the image is full: every present page. If no holder tracks PID, one "
+     "is started ('uffdwp track'), so that later snapshots can be deltas; if one does, its "
+     "scans are committed with this image as the new base.\n\n"
+     "With --parent DIR the image is a delta: only pages written since the parent are "
+     "stored; other present pages are \"in parent\". The holder must be tracking relative "
+     "to that image (its last snapshot); otherwise the snapshot is refused. If tracking was "
+     "lost (no holder runs: killed, idle timeout), a full image is written instead, "
+     "without a parent link, a warning says so, and a new holder is started. Nothing is "
+     "committed to the holder unless the image is: after a failure, the next snapshot "
+     "still stores every page written since the parent.\n\n"
+     "A snapshot that fails leaves things as they were: a holder it started is stopped "
+     "again, and one that ran before keeps its scans uncommitted (the next snapshot stores "
+     "the same pages); the message says so when it cannot.\n\n"
+     "Stored: anonymous, hugetlb and the private copies of private file pages, per task "
+     "(by pid); shared memory (MAP_SHARED anonymous, memfd, SysV, tmpfs) once per file, "
+     "keyed by its inode number ('img read --shmem INO'). Not stored: shared mappings of "
+     "regular files, [vdso].\n\n"
+     "The summary: 'stored' pages are data in this image, 'zero/fill' pages repeat one "
+     "byte and take no space, 'in parent' pages are the parent's. 'written' is the size of "
+     "the image's two files. 'stopped' is how long the tree was stopped; while it was, the "
+     "pages written during the copy were read again ('re-read'); the others were 'copied "
+     "while running'.\n\n"
+     "Progress goes to stderr when it is a terminal, never with --json."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_opt snap_opts[] = {
+    {"pid", 't', "PID", NULL, "the process (with --tree, the root of the tree)"},
+    {"dir", 'D', "DIR", NULL, "the new image (created; must not hold one)"},
+    {"parent", OPT_PARENT, "DIR", NULL, "the previous image of the chain: write a delta"},
+    {"tree", OPT_TREE, NULL, NULL, "the descendants too"},
+    {"level", OPT_LEVEL, "N", NULL, "zstd level (default -1)"},
+    {"frame-size", OPT_FRAME, "B", NULL, "raw bytes per frame (default 64K; K and M suffixes)"},
+    {"threads", OPT_THREADS, "N", NULL, "compression threads (default 1, at most 16)"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_cmd cli_snap = {
+    .name = "snap",
+    .summary = "snapshot the memory of a running process tree into an image",
+    .fn = cmd_snap,
+    .text = "Write the memory of a running process (with --tree, and of all its descendants) "
+	    "into a compressed image in DIR. Pages are copied while the tree runs; it is then "
+	    "stopped (SIGSTOP) for as long as it takes to re-read the pages written during "
+	    "the copy, so that the image is the memory of one instant. A task that was "
+	    "stopped already stays stopped.",
+    .subs = snap_subs,
+    .opts = snap_opts,
 };
 
 static int parse_size(const char *s, uint32_t *v)
@@ -100,32 +108,21 @@ static int parse_int(const char *s, int *v)
 	return 0;
 }
 
-/* Returns 0, 2 (usage, printed) or 3 (--help). */
+/* Returns -1 to go on, or the exit code (CLI_OK after --help). */
 static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 {
-	static const struct option opts[] = {
-	    {"pid", required_argument, NULL, 't'},
-	    {"dir", required_argument, NULL, 'D'},
-	    {"parent", required_argument, NULL, OPT_PARENT},
-	    {"tree", no_argument, NULL, OPT_TREE},
-	    {"level", required_argument, NULL, OPT_LEVEL},
-	    {"frame-size", required_argument, NULL, OPT_FRAME},
-	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"json", no_argument, NULL, OPT_JSON},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
+	struct cli_parser p;
+	int c, r;
 
 	memset(a, 0, sizeof(*a));
 	uffdwp_img_opts__init(&a->img);
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:D:h", opts, NULL)) != -1) {
+	cli_parser__init(&p, &cli_snap, argc, argv);
+	while ((c = cli_parser__next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
 		case 't':
 			a->pid = cli_parse_pid(optarg);
 			if (a->pid < 0)
-				return 2;
+				return CLI_USAGE;
 			break;
 		case 'D':
 			a->dir = optarg;
@@ -138,57 +135,43 @@ static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 			break;
 		case OPT_LEVEL:
 			if (parse_int(optarg, &a->img.level)) {
-				fprintf(stderr, "uffdwp: snap: bad --level '%s'\n", optarg);
-				return 2;
+				cli_err("snap: bad --level '%s'\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
 		case OPT_FRAME:
 			if (parse_size(optarg, &a->img.frame_size)) {
-				fprintf(stderr, "uffdwp: snap: bad --frame-size '%s'\n", optarg);
-				return 2;
+				cli_err("snap: bad --frame-size '%s'\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
 		case OPT_THREADS:
-			if (parse_int(optarg, &a->img.threads)) {
-				fprintf(stderr, "uffdwp: snap: bad --threads '%s'\n", optarg);
-				return 2;
+			if (parse_int(optarg, &a->img.threads) || a->img.threads < 1 ||
+			    a->img.threads > UFFDWP_IMG_MAX_THREADS) {
+				cli_err("snap: bad --threads '%s' (1 to %d)\n", optarg,
+					UFFDWP_IMG_MAX_THREADS);
+				return CLI_USAGE;
 			}
 			break;
-		case OPT_JSON:
-			cli_json = true;
-			break;
-		case 'h':
-			fputs(snap_usage, stdout);
-			return 3;
 		default:
-			fputs(snap_usage, stderr);
-			return 2;
+			cli_usage(&cli_snap, NULL);
+			return CLI_USAGE;
 		}
 	}
+	r = cli_parser__finish(&p, NULL);
+	if (r >= 0)
+		return r;
 	if (optind < argc) {
-		fprintf(stderr, "uffdwp: snap: unexpected argument '%s'\n", argv[optind]);
-		return 2;
+		cli_err("snap: unexpected argument '%s'\n", argv[optind]);
+		cli_usage(&cli_snap, NULL);
+		return CLI_USAGE;
 	}
 	if (!a->pid || !a->dir) {
-		fprintf(stderr, "uffdwp: snap: -t PID and -D DIR are required\n");
-		return 2;
+		cli_err("snap: -t PID and -D DIR are required\n");
+		cli_usage(&cli_snap, NULL);
+		return CLI_USAGE;
 	}
-	return 0;
-}
-
-struct progress_state {
-	bool on;
-	bool tty;
-	bool shown;
-	uint64_t last_ns;
-};
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	return -1;
 }
 
 static void show_progress(void *arg, enum uffdwp_snap_phase phase, uint64_t done, uint64_t total)
@@ -198,20 +181,8 @@ static void show_progress(void *arg, enum uffdwp_snap_phase phase, uint64_t done
 	    [UFFDWP_SNAP_FROZEN] = "re-reading (stopped)",
 	    [UFFDWP_SNAP_WRITE] = "writing",
 	};
-	struct progress_state *p = arg;
-	uint64_t now = mono_ns();
 
-	/* About once a second, and not for phases that end sooner. */
-	if (!p->on || (p->last_ns && now - p->last_ns < 1000000000ULL) || done >= total)
-		return;
-	if (!p->last_ns) {
-		p->last_ns = now;
-		return;
-	}
-	p->last_ns = now;
-	fprintf(stderr, "%s%s: %3.0f%% (%.1f of %.1f MiB)%s", p->tty ? "\r" : "", names[phase],
-		100.0 * done / total, done / 1048576.0, total / 1048576.0, p->tty ? "" : "\n");
-	p->shown = true;
+	cli_progress__show(arg, names[phase], done, total);
 }
 
 static const char *mode_name(enum uffdwp_snap_mode m)
@@ -244,14 +215,17 @@ static void print_json(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 	       "\"committed\": %s, \"gen\": %" PRIu64 ", \"tasks\": %u, \"shmem_objects\": %u, "
 	       "\"pages\": %" PRIu64 ", \"data_pages\": %" PRIu64 ", \"zero_pages\": %" PRIu64
 	       ", \"parent_pages\": %" PRIu64 ", \"raw_bytes\": %" PRIu64
-	       ", \"bytes_written\": %" PRIu64 ", \"ratio\": %.3f, \"copied_pages\": %" PRIu64
+	       ", \"bytes_written\": %" PRIu64 ", \"ratio\": %.3f, \"pages_file\": %" PRIu64
+	       ", \"index_bytes\": %" PRIu64 ", \"copied_pages\": %" PRIu64
 	       ", \"frozen_pages\": %" PRIu64 ", \"frozen_ms\": %.3f, \"total_ms\": %.3f}\n",
 	       r->mode == UFFDWP_SNAP_LOST ? "true" : "false", r->holder_started ? "true" : "false",
 	       r->tracked ? "true" : "false", r->committed ? "true" : "false", r->gen, r->nr_tasks,
 	       r->nr_shmem, r->st.pages, r->st.data_pages, r->st.fill_pages, r->st.parent_pages,
 	       r->st.data_pages * UFFDWP_IMG_PAGE_SIZE, stored,
-	       stored ? (double)r->st.data_pages * UFFDWP_IMG_PAGE_SIZE / stored : 0.0,
-	       r->copied_pages, r->frozen_pages, r->frozen_ns / 1e6, r->total_ns / 1e6);
+	       r->st.pages_file ? (double)r->st.data_pages * UFFDWP_IMG_PAGE_SIZE / r->st.pages_file
+				: 0.0,
+	       r->st.pages_file, r->st.index_bytes, r->copied_pages, r->frozen_pages,
+	       r->frozen_ns / 1e6, r->total_ns / 1e6);
 }
 
 static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_snap_result *r)
@@ -264,8 +238,11 @@ static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 	       mode_name(r->mode), uffdwp_img__id_str(r->id, id), a->pid, r->nr_tasks, r->nr_shmem);
 	printf("  pages: %" PRIu64 " stored, %" PRIu64 " zero/fill, %" PRIu64 " in parent\n",
 	       r->st.data_pages, r->st.fill_pages, r->st.parent_pages);
-	printf("  written: %" PRIu64 " bytes for %.1f MiB of data, ratio %.2f\n", stored,
-	       raw / 1048576.0, stored ? (double)raw / stored : 0.0);
+	/* As img stats counts them: the ratio is the page file's, the index apart. */
+	printf("  written: %" PRIu64 " bytes (page file %" PRIu64 ", index %" PRIu64
+	       ") for %.1f MiB of data, ratio %.2f\n",
+	       stored, r->st.pages_file, r->st.index_bytes, raw / 1048576.0,
+	       r->st.pages_file ? (double)raw / r->st.pages_file : 0.0);
 	printf("  stopped for %.2f ms (%" PRIu64 " pages re-read, %" PRIu64
 	       " copied while running), total %.1f ms\n",
 	       r->frozen_ns / 1e6, r->frozen_pages, r->copied_pages, r->total_ns / 1e6);
@@ -278,20 +255,22 @@ static void print_text(const struct uffdwp_snap_opts *a, const struct uffdwp_sna
 
 int cmd_snap(int argc, char **argv)
 {
-	struct progress_state ps = {0};
+	struct cli_progress ps;
 	struct uffdwp_snap_result res;
 	struct uffdwp_snap_opts a;
 	int r, err;
 
 	r = parse_args(argc, argv, &a);
-	if (r)
-		return r == 3 ? 0 : r;
-	ps.tty = isatty(STDERR_FILENO);
-	ps.on = ps.tty || cli_verbose;
+	if (r >= 0)
+		return r;
+	cli_progress__init(&ps);
 	a.progress = show_progress;
 	a.progress_arg = &ps;
 	err = uffdwp_snap(&a, &res);
-	if (ps.shown && ps.tty)
+	/* The summary goes below the last progress line, which ends at 100 %. */
+	if (!err)
+		cli_progress__end(&ps);
+	else if (ps.shown)
 		fputc('\n', stderr);
 	/* The library said why, once. */
 	if (err)

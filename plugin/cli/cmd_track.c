@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* uffdwp track: start|scan|commit|status|stop|rate */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,31 +16,77 @@
 #include "procfs.h"
 #include "tracker.h"
 
-#define EXIT_LOST 3
+enum {
+	OPT_TREE = 0x100,
+	OPT_HOLD,
+	OPT_RANGES,
+	OPT_RECOLLAPSE,
+	OPT_IDLE,
+	OPT_INTERVAL,
+	OPT_COUNT,
+};
 
-static const char track_usage[] =
-    "usage: uffdwp [--json] track COMMAND -t PID [options]\n"
-    "\n"
-    "Track the pages a running process (tree) writes, with asynchronous\n"
-    "userfaultfd write-protect. A holder process keeps the tracking alive\n"
-    "between commands.\n"
-    "\n"
-    "commands:\n"
-    "  start  -t PID [--tree] [--idle-timeout S]  attach and write-protect;\n"
-    "         the holder exits when the tasks are gone, on stop, or after S\n"
-    "         seconds without a request (default 3600, 0: never)\n"
-    "  scan   -t PID [--hold] [--ranges]  what was written since the last\n"
-    "         committed scan; committed at once unless --hold is given\n"
-    "  commit -t PID GEN                  forget scans up to GEN (images durable)\n"
-    "  status -t PID                      the holder, its tasks and its memory\n"
-    "  stop   -t PID [--recollapse]       stop tracking; with --recollapse,\n"
-    "         collapse back into huge pages what tracking split\n"
-    "  rate   -t PID [--tree] [--interval S] [--count N]  measure the dirty\n"
-    "         rate (pages/s, MB/s, per mapping) without a holder, to tell\n"
-    "         whether iterative pre-copy will converge (default 1 s, 5 times)\n"
-    "\n"
-    "--json (before 'track') prints JSON. Exit codes: 0 ok, 1 error,\n"
-    "2 usage, 3 tracking lost (the report then marks all memory dirty).\n";
+static const struct cli_sub track_subs[] = {
+    {"start", "-t PID [--tree] [--idle-timeout S]", "attach to PID and write-protect its memory",
+     "Creates a userfaultfd inside each target mm (ptrace-injected userfaultfd(2), copied "
+     "out with pidfd_getfd, the target's copy closed again; its registers and any "
+     "interrupted system call are left intact), registers every mapping that holds memory "
+     "to dump and write-protects it. A holder process keeps the descriptors open between "
+     "commands (closing the last one drops all protection) and answers on "
+     "/run/uffdwp/PIDNS-PID.sock. It exits when its tasks are gone, on 'track stop', or "
+     "after --idle-timeout seconds without a scan, commit or stop. Needs root: ptrace, "
+     "pidfd_getfd and /proc/PID/map_files need CAP_SYS_PTRACE and CAP_SYS_ADMIN."},
+    {"scan", "-t PID [--hold] [--ranges]", "what PID wrote since the last committed scan",
+     "Reports, per task, the ranges written since the last committed scan and every range "
+     "that cannot be proven clean, each with its reason (new-task, new-mapping, "
+     "foreign-userfaultfd, untrackable, shmem-shared, scan-failed, tracking-lost). "
+     "'written' pages were written since they were last protected; 'pending' pages came "
+     "in a held scan not committed yet, and so come again. The scan is committed at once "
+     "unless --hold is given: a held scan's ranges come back in every later scan until "
+     "'track commit GEN', so a failed dump loses nothing. If no holder answers (killed, "
+     "idle timeout), tracking is lost: the report marks all memory of the tree dirty and "
+     "the exit status is 3."},
+    {"commit", "-t PID GEN", "forget the scans up to GEN (their images are durable)",
+     "GEN is the scan number that 'track scan --hold' printed."},
+    {"status", "-t PID", "the holder, its tasks and its memory",
+     "A status query does not count as use: it does not hold off the idle timeout. Exit "
+     "status 3: PID is not tracked."},
+    {"stop", "-t PID [--recollapse]", "stop tracking PID",
+     "All write protection goes and the holder exits. With --recollapse, the ranges that "
+     "tracking split out of transparent huge pages are collapsed back (MADV_COLLAPSE)."},
+    {"rate", "-t PID [--tree] [--interval S] [--count N]",
+     "measure the dirty rate of PID, without a holder",
+     "Pages/s and MB/s written, with a per-mapping breakdown (like QEMU's "
+     "calc-dirty-rate), to tell whether iterative pre-copy will converge: it does when the "
+     "copy runs faster than that. Default: 5 samples of 1 s."},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct cli_opt track_opts[] = {
+    {"pid", 't', "PID", NULL, "the process (with --tree, the root of the tree)"},
+    {"tree", OPT_TREE, NULL, " start rate ", "its descendants too, later ones included"},
+    {"idle-timeout", OPT_IDLE, "S", " start ",
+     "the holder exits S seconds after the last scan, commit or stop, within 10 ms "
+     "(default 3600; 0: never)"},
+    {"hold", OPT_HOLD, NULL, " scan ", "do not commit: the ranges come again until committed"},
+    {"ranges", OPT_RANGES, NULL, " scan ", "list every dirty range (JSON always does)"},
+    {"recollapse", OPT_RECOLLAPSE, NULL, " stop ",
+     "collapse back into huge pages what tracking split"},
+    {"interval", OPT_INTERVAL, "S", " rate ", "seconds per sample (default 1)"},
+    {"count", OPT_COUNT, "N", " rate ", "samples (default 5)"},
+    {NULL, 0, NULL, NULL, NULL},
+};
+
+const struct cli_cmd cli_track = {
+    .name = "track",
+    .summary = "track the pages a running process tree writes",
+    .fn = cmd_track,
+    .text = "Asynchronous userfaultfd write-protect (Linux 6.7) instead of soft-dirty. A "
+	    "holder process keeps the tracking alive between commands; CRIU's pre-dump and "
+	    "dump --uffd-wp-track use the same holder.",
+    .subs = track_subs,
+    .opts = track_opts,
+};
 
 struct track_args {
 	pid_t pid;
@@ -50,89 +97,99 @@ struct track_args {
 	unsigned int idle_timeout;
 	double interval;
 	int count;
+	const char *sub;
 	const char *gen;
 };
 
+/* Returns -1 to go on, or the exit code (CLI_OK after --help). */
 static int parse_args(int argc, char **argv, struct track_args *a)
 {
-	static const struct option opts[] = {
-	    {"pid", required_argument, NULL, 't'},
-	    {"tree", no_argument, NULL, 'T'},
-	    {"hold", no_argument, NULL, 'H'},
-	    {"ranges", no_argument, NULL, 'r'},
-	    {"recollapse", no_argument, NULL, 'c'},
-	    {"idle-timeout", required_argument, NULL, 'i'},
-	    {"interval", required_argument, NULL, 'I'},
-	    {"count", required_argument, NULL, 'n'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
+	struct cli_parser p;
+	unsigned long v;
 	char *end;
-	int c;
+	int c, r;
 
 	memset(a, 0, sizeof(*a));
 	a->idle_timeout = UFFDWP_IDLE_TIMEOUT_S;
 	a->interval = 1.0;
 	a->count = 5;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "t:h", opts, NULL)) != -1) {
+	cli_parser__init(&p, &cli_track, argc, argv);
+	while ((c = cli_parser__next(&p, argc, argv)) != CLI_OPT_END) {
 		switch (c) {
 		case 't':
 			a->pid = cli_parse_pid(optarg);
 			if (a->pid < 0)
-				return -1;
+				return CLI_USAGE;
 			break;
-		case 'T':
+		case OPT_TREE:
 			a->tree = true;
 			break;
-		case 'H':
+		case OPT_HOLD:
 			a->hold = true;
 			break;
-		case 'r':
+		case OPT_RANGES:
 			a->ranges = true;
 			break;
-		case 'c':
+		case OPT_RECOLLAPSE:
 			a->recollapse = true;
 			break;
-		case 'i':
-			a->idle_timeout = strtoul(optarg, &end, 10);
-			if (*end) {
-				fprintf(stderr, "uffdwp: bad --idle-timeout '%s'\n", optarg);
-				return -1;
+		case OPT_IDLE:
+			errno = 0;
+			v = strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || *optarg == '-' ||
+			    v > UINT_MAX / 1000) {
+				cli_err("bad --idle-timeout '%s' (seconds)\n", optarg);
+				return CLI_USAGE;
 			}
+			a->idle_timeout = (unsigned int)v;
 			break;
-		case 'I':
+		case OPT_INTERVAL:
 			a->interval = strtod(optarg, &end);
-			if (*end || a->interval <= 0) {
-				fprintf(stderr, "uffdwp: bad --interval '%s'\n", optarg);
-				return -1;
+			if (end == optarg || *end || !(a->interval > 0) || a->interval > 86400) {
+				cli_err("bad --interval '%s' (seconds)\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
-		case 'n':
+		case OPT_COUNT:
 			a->count = atoi(optarg);
 			if (a->count <= 0) {
-				fprintf(stderr, "uffdwp: bad --count '%s'\n", optarg);
-				return -1;
+				cli_err("bad --count '%s'\n", optarg);
+				return CLI_USAGE;
 			}
 			break;
-		case 'h':
-			fputs(track_usage, stdout);
-			exit(0);
 		default:
-			return -1;
+			cli_usage(&cli_track, NULL);
+			return CLI_USAGE;
 		}
 	}
 	if (optind < argc)
+		a->sub = argv[optind++];
+	if (a->sub && !cli_find_sub(&cli_track, a->sub)) {
+		cli_err("unknown track command '%s'\n", a->sub);
+		cli_usage(&cli_track, NULL);
+		return CLI_USAGE;
+	}
+	r = cli_parser__finish(&p, a->sub);
+	if (r >= 0)
+		return r;
+	if (!a->sub) {
+		cli_err("track needs a command\n");
+		cli_usage(&cli_track, NULL);
+		return CLI_USAGE;
+	}
+	if (optind < argc && !strcmp(a->sub, "commit"))
 		a->gen = argv[optind++];
 	if (optind < argc) {
-		fprintf(stderr, "uffdwp: unexpected argument '%s'\n", argv[optind]);
-		return -1;
+		cli_err("unexpected argument '%s'\n", argv[optind]);
+		cli_usage(&cli_track, cli_find_sub(&cli_track, a->sub));
+		return CLI_USAGE;
 	}
 	if (!a->pid) {
-		fprintf(stderr, "uffdwp: -t PID is required\n");
-		return -1;
+		cli_err("-t PID is required\n");
+		cli_usage(&cli_track, cli_find_sub(&cli_track, a->sub));
+		return CLI_USAGE;
 	}
-	return 0;
+	return -1;
 }
 
 static void print_flags(FILE *f, uint32_t flags, bool json)
@@ -210,11 +267,20 @@ static void print_report_text(const struct uffdwp_report *r, bool ranges)
 			printf(", %.1f MiB in huge pages when tracking began",
 			       t->thp_bytes_start / 1048576.0);
 		printf("\n");
-		for (j = 0; j < t->nr_notes; j++)
+		for (j = 0; j < t->nr_notes; j++) {
+			/* Not memory of the task's: nothing to dump, so neither dirty nor clean. */
+			if (t->notes[j].reason == UFFDWP_R_NOT_DUMPED) {
+				printf("    %012" PRIx64 "-%012" PRIx64
+				       " not dumped: a shared mapping of a file, whose data the "
+				       "file holds\n",
+				       t->notes[j].start, t->notes[j].end);
+				continue;
+			}
 			printf("    %012" PRIx64 "-%012" PRIx64 " dirty: %s%s%s\n",
 			       t->notes[j].start, t->notes[j].end,
 			       uffdwp_reason_name(t->notes[j].reason), t->notes[j].err ? ": " : "",
 			       t->notes[j].err ? uffdwp_strerror(t->notes[j].err) : "");
+		}
 		if (ranges)
 			for (j = 0; j < t->dirty.nr; j++)
 				printf("    %012" PRIx64 "-%012" PRIx64 "\n", t->dirty.r[j].start,
@@ -268,6 +334,22 @@ static bool holder_gone(int err)
 	return err == -ENOENT || err == -ECONNREFUSED || err == -ECONNRESET || err == -ESRCH;
 }
 
+/* @pid names no process (or a zombie, which has no memory left). */
+static bool no_process(pid_t pid)
+{
+	return (kill(pid, 0) && errno == ESRCH) || uffdwp_proc_is_zombie(pid);
+}
+
+/* What a failure to reach the holder of @pid means, said once. */
+static void holder_error(const char *what, pid_t pid, int err)
+{
+	if (err == -EACCES || err == -EPERM)
+		cli_err("%s of %d: %s (the holders in " UFFDWP_RUN_DIR " are root's)\n", what, pid,
+			uffdwp_strerror(-err));
+	else
+		cli_err("%s of %d failed: %s\n", what, pid, uffdwp_strerror(-err));
+}
+
 static int track_start(struct track_args *a)
 {
 	struct uffdwp_holder_opts o = {
@@ -279,22 +361,20 @@ static int track_start(struct track_args *a)
 	int holder;
 
 	uffdwp_holder_path(a->pid, "sock", sock, sizeof(sock));
+	/* The library said why (no process, already tracked, not allowed). */
 	holder = uffdwp_holder_spawn(&o);
-	if (holder < 0) {
-		if (holder != -EBUSY)
-			fprintf(stderr, "uffdwp: cannot track %d: %s\n", a->pid,
-				uffdwp_strerror(-holder));
-		return 1;
-	}
+	if (holder < 0)
+		return CLI_ERR;
 	if (uffdwp_holder_status(a->pid, &st))
 		memset(&st, 0, sizeof(st));
 	if (cli_json)
-		printf("{\"pid\": %d, \"holder_pid\": %d, \"tasks\": %u, \"tree\": %s}\n", a->pid,
-		       holder, st.nr_tasks, a->tree ? "true" : "false");
+		printf("{\"pid\": %d, \"holder_pid\": %d, \"tasks\": %u, \"tree\": %s, "
+		       "\"idle_timeout_s\": %u}\n",
+		       a->pid, holder, st.nr_tasks, a->tree ? "true" : "false", a->idle_timeout);
 	else
 		printf("tracking %d%s: %u task(s), holder pid %d, socket %s\n", a->pid,
 		       a->tree ? " and its descendants" : "", st.nr_tasks, holder, sock);
-	return 0;
+	return CLI_OK;
 }
 
 static int track_scan(struct track_args *a)
@@ -305,21 +385,28 @@ static int track_scan(struct track_args *a)
 
 	err = uffdwp_holder_scan(a->pid, &r);
 	if (holder_gone(err)) {
-		fprintf(stderr,
-			"uffdwp: tracking lost for %d: no holder answers (it exited or was "
-			"killed); all memory counts as dirty\n",
+		if (no_process(a->pid)) {
+			cli_err("no process %d\n", a->pid);
+			return CLI_ERR;
+		}
+		cli_err("tracking lost for %d: no holder answers (never started, or exited, killed "
+			"or idle too long); all its memory counts as dirty\n",
 			a->pid);
 		lost = true;
 		err = lost_report(a->pid, &r);
-	}
-	if (err) {
-		fprintf(stderr, "uffdwp: scan of %d failed: %s\n", a->pid, uffdwp_strerror(-err));
-		return 1;
+		if (err) {
+			cli_err("cannot read the mappings of %d: %s\n", a->pid,
+				uffdwp_strerror(-err));
+			return CLI_ERR;
+		}
+	} else if (err) {
+		holder_error("scan", a->pid, err);
+		return CLI_ERR;
 	}
 	if (!lost && !a->hold) {
 		err = uffdwp_holder_commit(a->pid, r->gen);
 		if (err)
-			fprintf(stderr, "uffdwp: commit of scan %" PRIu64 " failed: %s\n", r->gen,
+			cli_err("commit of scan %" PRIu64 " failed: %s\n", r->gen,
 				uffdwp_strerror(-err));
 		committed = !err;
 	}
@@ -328,7 +415,7 @@ static int track_scan(struct track_args *a)
 	else
 		print_report_text(r, a->ranges);
 	uffdwp_report__free(r);
-	return lost ? EXIT_LOST : err ? 1 : 0;
+	return lost ? CLI_LOST : err ? CLI_ERR : CLI_OK;
 }
 
 static int track_commit(struct track_args *a)
@@ -338,57 +425,76 @@ static int track_commit(struct track_args *a)
 	int err;
 
 	if (!a->gen) {
-		fprintf(stderr, "uffdwp: commit needs the scan number\n");
-		return 2;
+		cli_err("commit needs the scan number\n");
+		cli_usage(&cli_track, cli_find_sub(&cli_track, "commit"));
+		return CLI_USAGE;
 	}
+	errno = 0;
 	gen = strtoull(a->gen, &end, 10);
-	if (*end || !gen) {
-		fprintf(stderr, "uffdwp: '%s' is not a scan number\n", a->gen);
-		return 2;
+	if (errno || end == a->gen || *end || !gen || *a->gen == '-') {
+		cli_err("'%s' is not a scan number\n", a->gen);
+		return CLI_USAGE;
 	}
 	err = uffdwp_holder_commit(a->pid, gen);
 	if (holder_gone(err)) {
-		fprintf(stderr, "uffdwp: tracking lost for %d: no holder answers\n", a->pid);
-		return EXIT_LOST;
+		if (no_process(a->pid))
+			cli_err("no process %d\n", a->pid);
+		else
+			cli_err("%d is not tracked: no holder answers\n", a->pid);
+		return no_process(a->pid) ? CLI_ERR : CLI_LOST;
+	}
+	if (err == -EINVAL) {
+		cli_err("commit of scan %" PRIu64 " failed: %d has no such scan held\n", gen,
+			a->pid);
+		return CLI_ERR;
 	}
 	if (err) {
-		fprintf(stderr, "uffdwp: commit of scan %" PRIu64 " failed: %s\n", gen,
-			err == -EINVAL ? "no such scan" : uffdwp_strerror(-err));
-		return 1;
+		holder_error("commit", a->pid, err);
+		return CLI_ERR;
 	}
-	return 0;
+	if (cli_json)
+		printf("{\"pid\": %d, \"gen\": %" PRIu64 ", \"committed\": true}\n", a->pid, gen);
+	else
+		printf("committed scan %" PRIu64 " of %d\n", gen, a->pid);
+	return CLI_OK;
 }
 
 static int track_status(struct track_args *a)
 {
 	struct uffdwp_holder_status st;
 	int err = uffdwp_holder_status(a->pid, &st);
+	bool gone;
 
 	if (holder_gone(err)) {
+		gone = no_process(a->pid);
 		if (cli_json)
-			printf("{\"pid\": %d, \"tracked\": false}\n", a->pid);
+			printf("{\"pid\": %d, \"tracked\": false, \"process\": %s}\n", a->pid,
+			       gone ? "false" : "true");
 		else
-			printf("%d is not tracked\n", a->pid);
-		return EXIT_LOST;
+			printf("%d is not tracked%s\n", a->pid, gone ? " (no such process)" : "");
+		return CLI_LOST;
 	}
 	if (err) {
-		fprintf(stderr, "uffdwp: status of %d: %s\n", a->pid, uffdwp_strerror(-err));
-		return 1;
+		holder_error("status", a->pid, err);
+		return CLI_ERR;
 	}
 	if (cli_json)
 		printf("{\"pid\": %d, \"tracked\": true, \"holder_pid\": %d, \"tree\": %s, "
 		       "\"tasks\": %u, \"last_scan\": %" PRIu64 ", \"uptime_ms\": %" PRIu64
 		       ", \"tracker_mem_bytes\": %" PRIu64 ", \"holder_rss_bytes\": %" PRIu64
-		       ", \"fork_events\": %s, \"sync_error\": %d}\n",
+		       ", \"fork_events\": %s, \"sync_error\": %d, \"idle_ms\": %" PRIu64
+		       ", \"idle_timeout_s\": %u}\n",
 		       a->pid, st.holder_pid, st.tree ? "true" : "false", st.nr_tasks, st.last_gen,
 		       st.uptime_ms, st.tracker_mem_bytes, st.holder_rss_bytes,
-		       st.fork_events ? "true" : "false", (int)-st.sync_err);
+		       st.fork_events ? "true" : "false", (int)-st.sync_err, st.idle_ms,
+		       st.idle_timeout_s);
 	else
 		printf("%d tracked by holder %d%s: %u task(s), last scan %" PRIu64
-		       ", up %.1f s, tracker memory %.1f KiB, holder RSS %.1f MiB%s%s%s\n",
+		       ", up %.1f s, unused for %.1f s (exits at %u), tracker memory %.1f KiB, "
+		       "holder RSS %.1f MiB%s%s%s\n",
 		       a->pid, st.holder_pid, st.tree ? " (tree)" : "", st.nr_tasks, st.last_gen,
-		       st.uptime_ms / 1000.0, st.tracker_mem_bytes / 1024.0,
-		       st.holder_rss_bytes / 1048576.0,
+		       st.uptime_ms / 1000.0, st.idle_ms / 1000.0, st.idle_timeout_s,
+		       st.tracker_mem_bytes / 1024.0, st.holder_rss_bytes / 1048576.0,
 		       st.fork_events
 			   ? ""
 			   : "; no fork events: shared memory counts as written at every scan",
@@ -403,12 +509,13 @@ static int track_stop(struct track_args *a)
 	int err = uffdwp_holder_stop(a->pid, a->recollapse, &s), i;
 
 	if (holder_gone(err)) {
-		fprintf(stderr, "uffdwp: %d is not tracked (no holder answers)\n", a->pid);
-		return EXIT_LOST;
+		cli_err("%d is not tracked (no holder answers%s)\n", a->pid,
+			no_process(a->pid) ? "; no such process" : "");
+		return CLI_LOST;
 	}
 	if (err) {
-		fprintf(stderr, "uffdwp: stop of %d: %s\n", a->pid, uffdwp_strerror(-err));
-		return 1;
+		holder_error("stop", a->pid, err);
+		return CLI_ERR;
 	}
 	/* Return once the holder is gone, so a new tracker can start right away. */
 	for (i = 0; i < 500 && uffdwp_holder_running(a->pid) > 0; i++)
@@ -486,14 +593,13 @@ static int track_rate(struct track_args *a)
 
 	holder = uffdwp_holder_running(a->pid);
 	if (holder > 0) {
-		fprintf(stderr, "uffdwp: %d is already tracked by holder %d; use 'track scan'\n",
-			a->pid, holder);
-		return 1;
+		cli_err("%d is already tracked by holder %d; use 'track scan'\n", a->pid, holder);
+		return CLI_ERR;
 	}
 	err = uffdwp_tracker__new(&o, &t);
 	if (err) {
-		fprintf(stderr, "uffdwp: cannot track %d: %s\n", a->pid, uffdwp_strerror(-err));
-		return 1;
+		cli_err("cannot track %d: %s\n", a->pid, uffdwp_strerror(-err));
+		return CLI_ERR;
 	}
 	if (cli_json)
 		printf("{\"pid\": %d, \"interval_s\": %.3f, \"samples\": [", a->pid, a->interval);
@@ -507,7 +613,7 @@ static int track_rate(struct track_args *a)
 		nanosleep(&ts, NULL);
 		err = uffdwp_tracker__scan(t, &r);
 		if (err) {
-			fprintf(stderr, "uffdwp: scan failed: %s\n", uffdwp_strerror(-err));
+			cli_err("scan failed: %s\n", uffdwp_strerror(-err));
 			break;
 		}
 		uffdwp_tracker__commit(t, r->gen);
@@ -544,38 +650,26 @@ static int track_rate(struct track_args *a)
 	}
 	free(maps);
 	uffdwp_tracker__stop(t, false, NULL);
-	return err ? 1 : 0;
+	return err ? CLI_ERR : CLI_OK;
 }
 
 int cmd_track(int argc, char **argv)
 {
 	struct track_args a;
-	const char *sub;
+	int r;
 
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		fputs(track_usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
-	}
-	sub = argv[1];
-	if (parse_args(argc - 1, argv + 1, &a))
-		return 2;
-	if (a.gen && strcmp(sub, "commit")) {
-		fprintf(stderr, "uffdwp: unexpected argument '%s'\n", a.gen);
-		return 2;
-	}
-	if (!strcmp(sub, "start"))
+	r = parse_args(argc, argv, &a);
+	if (r >= 0)
+		return r;
+	if (!strcmp(a.sub, "start"))
 		return track_start(&a);
-	if (!strcmp(sub, "scan"))
+	if (!strcmp(a.sub, "scan"))
 		return track_scan(&a);
-	if (!strcmp(sub, "commit"))
+	if (!strcmp(a.sub, "commit"))
 		return track_commit(&a);
-	if (!strcmp(sub, "status"))
+	if (!strcmp(a.sub, "status"))
 		return track_status(&a);
-	if (!strcmp(sub, "stop"))
+	if (!strcmp(a.sub, "stop"))
 		return track_stop(&a);
-	if (!strcmp(sub, "rate"))
-		return track_rate(&a);
-	fprintf(stderr, "uffdwp: unknown track command '%s'\n", sub);
-	fputs(track_usage, stderr);
-	return 2;
+	return track_rate(&a);
 }

@@ -23,8 +23,13 @@
 
 /* Descendants of watched processes remembered in one interval, at most. */
 #define KIDS_MAX 65536
-/* How long the event of our own probe fork may take. */
-#define PROBE_TIMEOUT_MS 500
+/*
+ * How long the event of our own probe fork may take. The kernel queues it
+ * before fork() returns, so this only covers a reader descheduled under
+ * load; a probe whose event the kernel dropped (ENOBUFS) forks again.
+ */
+#define PROBE_TIMEOUT_MS 2000
+#define PROBE_TRIES	 3
 /* Inode numbers of the initial namespaces (include/linux/proc_ns.h), fixed. */
 #define PROC_USER_INIT_INO 0xEFFFFFFDU
 #define PROC_PID_INIT_INO  0xEFFFFFFCU
@@ -38,7 +43,7 @@ struct fork_kid {
 
 struct uffdwp_forkwatch {
 	int fd;
-	size_t req_len; /* of the subscription the kernel took */
+	uint32_t seq; /* of our last request, to find the kernel's answer */
 	bool lost;
 	pid_t *forked; /* watched processes that forked in this interval */
 	size_t nr_forked, cap_forked;
@@ -49,14 +54,18 @@ struct uffdwp_forkwatch {
 /*
  * Linux 6.6 takes a filter with the subscription (struct proc_input) and
  * then only sends the events asked for; older kernels drop a message of
- * that size without an answer and need the bare operation.
+ * that size without an answer. The bare operation (4 bytes) every kernel
+ * takes, and answers: it is how we learn the subscription was taken.
  */
 struct listen_req {
 	uint32_t op;	/* enum proc_cn_mcast_op */
 	uint32_t event; /* enum proc_cn_event, 6.6 */
 };
 
-static int send_op(int fd, uint32_t op, size_t len)
+#define REQ_BARE     sizeof(uint32_t)
+#define REQ_FILTERED sizeof(struct listen_req)
+
+static int send_op(int fd, uint32_t op, size_t len, uint32_t seq)
 {
 	char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(struct listen_req))]
 	    __attribute__((aligned(NLMSG_ALIGNTO)));
@@ -69,6 +78,8 @@ static int send_op(int fd, uint32_t op, size_t len)
 	nl->nlmsg_type = NLMSG_DONE;
 	cn->id.idx = CN_IDX_PROC;
 	cn->id.val = CN_VAL_PROC;
+	cn->seq = seq;
+	cn->ack = seq;
 	cn->len = (uint16_t)len;
 	memcpy(cn->data, &req, len);
 	if (send(fd, buf, nl->nlmsg_len, MSG_NOSIGNAL) != (ssize_t)nl->nlmsg_len)
@@ -104,26 +115,39 @@ static uint64_t mono_ms(void)
 }
 
 /*
- * Fork a child that exits at once and wait for its event, with our own pid
- * as the parent: the events reach us, and their pids are ours (the kernel
- * reports them in the initial pid namespace). A filtered subscription
- * gets no answer from the kernel, its answer being no fork event, so this
- * is the only confirmation there is. Returns 0 or -ETIMEDOUT.
+ * The kernel's answer to our request @seq in @nl: 1 and *@err (its errno,
+ * 0 for taken) if @nl is one, else 0. Answers go to every listener that
+ * takes all events; the kernel numbers them by the request's ack field
+ * plus one (their seq is its own event counter).
  */
-static int probe_fork(int fd)
+static int answer(const struct nlmsghdr *nl, uint32_t seq, int *err)
+{
+	const struct cn_msg *cn = NLMSG_DATA(nl);
+	size_t need = offsetof(struct proc_event, event_data) + sizeof(uint32_t);
+	struct proc_event ev;
+
+	if (nl->nlmsg_len < NLMSG_LENGTH(sizeof(*cn) + need) || cn->len < need ||
+	    cn->id.idx != CN_IDX_PROC || cn->ack != seq + 1)
+		return 0;
+	memcpy(&ev, cn->data, need);
+	if (ev.what != PROC_EVENT_NONE)
+		return 0;
+	*err = (int)ev.event_data.ack.err;
+	return 1;
+}
+
+/*
+ * Read @fd until @match says 1 (then return what it put in *err) or the
+ * timeout (-ETIMEDOUT). *@dropped tells whether the kernel dropped events
+ * meanwhile (ENOBUFS: the socket buffer overflowed).
+ */
+static int wait_for(int fd, int (*match)(const struct nlmsghdr *nl, void *arg, int *err), void *arg,
+		    bool *dropped)
 {
 	char buf[4096] __attribute__((aligned(NLMSG_ALIGNTO)));
-	pid_t me = getpid(), child;
-	uint64_t end;
+	uint64_t end = mono_ms() + PROBE_TIMEOUT_MS;
+	int err;
 
-	child = fork();
-	if (child < 0)
-		return -errno;
-	if (!child)
-		_exit(0);
-	while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-		;
-	end = mono_ms() + PROBE_TIMEOUT_MS;
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		uint64_t now = mono_ms();
@@ -135,16 +159,110 @@ static int probe_fork(int fd)
 		if (poll(&p, 1, (int)(end - now)) <= 0)
 			continue;
 		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0)
+		if (n < 0) {
+			if (errno == ENOBUFS)
+				*dropped = true;
 			continue;
-		for (nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, (size_t)n); nl = NLMSG_NEXT(nl, n)) {
-			struct proc_event ev;
-
-			if (fork_event(nl, &ev) && ev.event_data.fork.parent_tgid == me &&
-			    ev.event_data.fork.child_tgid == child)
-				return 0;
 		}
+		for (nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, (size_t)n); nl = NLMSG_NEXT(nl, n))
+			if (match(nl, arg, &err))
+				return err;
 	}
+}
+
+static int match_answer(const struct nlmsghdr *nl, void *arg, int *err)
+{
+	return answer(nl, *(uint32_t *)arg, err);
+}
+
+struct probe_child {
+	pid_t parent, child;
+};
+
+static int match_probe(const struct nlmsghdr *nl, void *arg, int *err)
+{
+	const struct probe_child *pc = arg;
+	struct proc_event ev;
+
+	*err = 0;
+	return fork_event(nl, &ev) && ev.event_data.fork.parent_tgid == pc->parent &&
+	       ev.event_data.fork.child_tgid == pc->child;
+}
+
+/*
+ * Fork a child that exits at once and wait for its event, with our own pid
+ * as the parent: the events reach us, and their pids are ours (the kernel
+ * reports them in the initial pid namespace). Returns 0, -ENOBUFS (the
+ * kernel dropped events, ours maybe: try again) or -ETIMEDOUT.
+ */
+static int probe_fork(int fd)
+{
+	struct probe_child pc = {.parent = getpid()};
+	bool dropped = false;
+	int err;
+
+	pc.child = fork();
+	if (pc.child < 0)
+		return -errno;
+	if (!pc.child)
+		_exit(0);
+	while (waitpid(pc.child, NULL, 0) < 0 && errno == EINTR)
+		;
+	err = wait_for(fd, match_probe, &pc, &dropped);
+	return err == -ETIMEDOUT && dropped ? -ENOBUFS : err;
+}
+
+/*
+ * Subscribe: the bare request first, whose answer says the kernel took it
+ * (a request it refuses changes nothing: a listener that never checked
+ * gets events only while someone else listens); then the filtered one,
+ * which narrows it to forks on Linux 6.6 and is dropped before. Then see
+ * a fork event come.
+ */
+static int subscribe(struct uffdwp_forkwatch *w)
+{
+	bool dropped = false;
+	uint32_t seq;
+	int err, i;
+
+	seq = ++w->seq;
+	err = send_op(w->fd, PROC_CN_MCAST_LISTEN, REQ_BARE, seq);
+	if (!err)
+		err = wait_for(w->fd, match_answer, &seq, &dropped);
+	/* No answer at all: the kernel ignores this process (namespaces). */
+	if (err == -ETIMEDOUT && !dropped)
+		err = -EPERM;
+	else if (err > 0)
+		err = -err;
+	if (!err)
+		err = send_op(w->fd, PROC_CN_MCAST_LISTEN, REQ_FILTERED, ++w->seq);
+	for (i = 0; !err && i < PROBE_TRIES; i++) {
+		err = probe_fork(w->fd);
+		if (err != -ENOBUFS)
+			break;
+	}
+	return err;
+}
+
+const char *uffdwp_forkwatch_why(int err)
+{
+	switch (err) {
+	case 0:
+		return "fork events come";
+	case -EPERM:
+		return "the proc connector takes listeners only from the initial user and pid "
+		       "namespaces";
+	case -EPROTONOSUPPORT:
+	case -EAFNOSUPPORT:
+		return "no proc connector in this kernel (CONFIG_PROC_EVENTS)";
+	case -ETIMEDOUT:
+		return "subscribed, but no fork event came for a probe fork";
+	case -EINVAL:
+		return "the proc connector refused the subscription (EINVAL)";
+	case -ENOBUFS:
+		return "the kernel kept dropping fork events (a full socket buffer)";
+	}
+	return uffdwp_strerror(-err);
 }
 
 int uffdwp_forkwatch__open(struct uffdwp_forkwatch **out)
@@ -166,6 +284,8 @@ int uffdwp_forkwatch__open(struct uffdwp_forkwatch **out)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
+	/* Answers go to every listener: numbered by our pid, they are told apart. */
+	w->seq = (uint32_t)getpid() << 8;
 	w->fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
 	if (w->fd < 0) {
 		err = -errno;
@@ -177,26 +297,19 @@ int uffdwp_forkwatch__open(struct uffdwp_forkwatch **out)
 		err = -errno;
 		goto err_close;
 	}
-	w->req_len = sizeof(struct listen_req);
-	err = send_op(w->fd, PROC_CN_MCAST_LISTEN, w->req_len);
-	if (!err)
-		err = probe_fork(w->fd);
-	if (err == -ETIMEDOUT) {
-		/* Before 6.6: the filtered request was dropped. All events, then. */
-		w->req_len = sizeof(uint32_t);
-		err = send_op(w->fd, PROC_CN_MCAST_LISTEN, w->req_len);
-		if (!err)
-			err = probe_fork(w->fd);
-	}
-	if (err) {
-		/* No event: not allowed (namespaces, capability), the kernel says nothing. */
-		if (err == -ETIMEDOUT)
-			err = -EPERM;
-		goto err_close;
-	}
+	err = subscribe(w);
+	if (err)
+		goto err_ignore;
 	*out = w;
 	return 0;
 
+err_ignore:
+	/*
+	 * The kernel counts listeners by their requests and not by their
+	 * sockets: one closed without IGNORE (a holder killed) stays counted
+	 * until reboot, and every fork on the machine then makes an event.
+	 */
+	send_op(w->fd, PROC_CN_MCAST_IGNORE, REQ_BARE, ++w->seq);
 err_close:
 	close(w->fd);
 err_free:
@@ -332,7 +445,7 @@ void uffdwp_forkwatch__close(struct uffdwp_forkwatch *w)
 	if (!w)
 		return;
 	/* The kernel makes fork events while anyone listens: say we stopped. */
-	send_op(w->fd, PROC_CN_MCAST_IGNORE, w->req_len);
+	send_op(w->fd, PROC_CN_MCAST_IGNORE, REQ_BARE, ++w->seq);
 	close(w->fd);
 	free(w->forked);
 	free(w->kids);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Which watched processes created a process, from the proc connector's fork
- * events (CONFIG_PROC_EVENTS, Linux 2.6.15; CAP_NET_ADMIN, the initial pid
- * and network namespaces).
+ * events (CONFIG_PROC_EVENTS, Linux 2.6.15; the initial user and pid
+ * namespaces; before Linux 6.6 also CAP_NET_ADMIN).
  *
  * Why: a child forked after a scan shares its parent's shared memory through
  * page tables that no userfaultfd of ours covers (without
@@ -26,11 +26,15 @@ struct uffdwp_forkwatch;
 /*
  * Subscribe to fork events, and check that they come, with our pids, by
  * forking a child that exits at once. Returns 0 and *@out, or -errno:
- * -EPERM (no CAP_NET_ADMIN, or not in the initial pid and network
- * namespaces: the kernel sends nothing, without a word), -EPROTONOSUPPORT
- * (no connector).
+ * -EPERM (not in the initial user and pid namespaces: the kernel would
+ * ignore us without a word), -EPROTONOSUPPORT (no connector), -ETIMEDOUT
+ * (no event for the probe fork), -ENOBUFS (the kernel dropped it each
+ * time), or the error the kernel answered the subscription with.
  */
 int uffdwp_forkwatch__open(struct uffdwp_forkwatch **out);
+
+/* What an error of uffdwp_forkwatch__open() means, for people. */
+const char *uffdwp_forkwatch_why(int err);
 
 /* The descriptor to poll for events. */
 int uffdwp_forkwatch__fd(const struct uffdwp_forkwatch *w);

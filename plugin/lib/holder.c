@@ -331,6 +331,18 @@ static int msg_recv(int fd, uint32_t *type, struct buf *b)
 
 static int run_dir_prepare(void)
 {
+	/*
+	 * Say so before anything fails with a bare EPERM: the holder injects
+	 * with ptrace (CAP_SYS_PTRACE), copies the fd with pidfd_getfd and
+	 * reads /proc/PID/map_files (CAP_SYS_ADMIN); its run directory is
+	 * root's.
+	 */
+	if (geteuid()) {
+		pr_err("tracking needs root (CAP_SYS_PTRACE and CAP_SYS_ADMIN, and %s is "
+		       "root's)\n",
+		       UFFDWP_RUN_DIR);
+		return -EPERM;
+	}
 	if (mkdir(UFFDWP_RUN_DIR, 0700) && errno != EEXIST) {
 		int err = -errno;
 
@@ -585,10 +597,14 @@ static void holder_sync_start(struct holder_sync *s, int fd, struct uffdwp_holde
 	holder_sync_end(s, hs, false);
 }
 
-/* One request on @cfd; a commit_sync leaves its directory in *@sync_fd. */
+/*
+ * One request on @cfd; a commit_sync leaves its directory in *@sync_fd.
+ * *@used says whether it was a use (anything but a status query), which
+ * holds off the idle timeout; @last_use_ms is the previous one.
+ */
 static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffdwp_tracker **tp,
-			uint64_t started_ms, uint64_t *last_gen, struct uffdwp_holder_status *hs,
-			int *sync_fd)
+			uint64_t started_ms, uint64_t last_use_ms, uint64_t *last_gen,
+			struct uffdwp_holder_status *hs, int *sync_fd, bool *used)
 {
 	struct buf in = {0}, out = {0};
 	struct uffdwp_report *rep = NULL;
@@ -596,9 +612,11 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 	uint32_t type;
 	int err, quit = 0, fds[2] = {-1, -1};
 
+	*used = false;
 	err = msg_recv_fds(cfd, &type, &in, fds);
 	if (err)
 		goto out;
+	*used = type != REQ_STATUS;
 	/*
 	 * The pid we were started for now names another process: whoever asks
 	 * about it must not get our answers.
@@ -675,6 +693,8 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		hs->tracker_mem_bytes = uffdwp_tracker__mem_bytes(*tp);
 		hs->holder_rss_bytes = self_rss();
 		hs->fork_events = uffdwp_tracker__fork_events(*tp);
+		hs->idle_timeout_s = o->idle_timeout_s;
+		hs->idle_ms = mono_ms() - last_use_ms;
 		if (!buf_put(&out, hs, sizeof(*hs)))
 			msg_send(cfd, RESP_STATUS, &out);
 		break;
@@ -726,7 +746,8 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	struct uffdwp_holder_status hs;
 	struct holder_sync sync;
 	struct stat st;
-	uint64_t started = mono_ms(), last = started, checked = started, last_gen = 1;
+	uint64_t started = mono_ms(), last, checked = started, last_gen = 1;
+	uint64_t idle_ms = (uint64_t)o->idle_timeout_s * 1000;
 	char path[108];
 	int lfd, err, logfd;
 
@@ -765,12 +786,25 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 	err = 0;
 	uffdwp_write_full(notify, &err, sizeof(err));
 	close(notify);
+	/* Idle from here: attaching took what it took. */
+	last = mono_ms();
 
 	while (!holder_quit) {
 		/* While a sync runs, requests wait in the backlog. */
 		struct pollfd pfd[2] = {{.fd = sync.fd >= 0 ? sync.done : lfd, .events = POLLIN},
 					{.fd = uffdwp_tracker__event_fd(t), .events = POLLIN}};
-		int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, 1000);
+		uint64_t now = mono_ms(), wait = now - checked < 1000 ? 1000 - (now - checked) : 0;
+		int n;
+
+		/* Woken at the idle deadline itself, not at the next alive check. */
+		if (idle_ms && now - last >= idle_ms) {
+			pr_warn("idle for %u s, dropping tracking of %d\n", o->idle_timeout_s,
+				o->track.pid);
+			break;
+		}
+		if (idle_ms && idle_ms - (now - last) < wait)
+			wait = idle_ms - (now - last);
+		n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, (int)wait);
 
 		/* Fork events pile up between scans: read them as they come. */
 		if (n > 0 && (pfd[1].revents & POLLIN))
@@ -783,14 +817,17 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 			if (cfd >= 0) {
 				struct timeval tv = {.tv_sec = 30};
 				int sync_fd = -1;
+				bool used = false;
 
 				setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-				last = mono_ms();
 				if (!peer_ok(cfd))
 					holder_reply_err(cfd, -EACCES);
-				else if (holder_serve(cfd, o, &t, started, &last_gen, &hs,
-						      &sync_fd))
+				else if (holder_serve(cfd, o, &t, started, last, &last_gen, &hs,
+						      &sync_fd, &used))
 					holder_quit = 1;
+				/* Idle counts from the end of a use: a long scan is no idleness. */
+				if (used)
+					last = mono_ms();
 				close(cfd);
 				if (sync_fd >= 0)
 					holder_sync_start(&sync, sync_fd, &hs);
@@ -802,11 +839,6 @@ static void holder_main(const struct uffdwp_holder_opts *o, int lockfd, int noti
 		checked = mono_ms();
 		if (!holder_tasks_alive(o, t)) {
 			pr_info("tracked tasks of %d are gone, exiting\n", o->track.pid);
-			break;
-		}
-		if (o->idle_timeout_s && mono_ms() - last > o->idle_timeout_s * 1000ULL) {
-			pr_warn("idle for %u s, dropping tracking of %d\n", o->idle_timeout_s,
-				o->track.pid);
 			break;
 		}
 	}

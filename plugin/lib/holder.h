@@ -25,7 +25,13 @@
  * not pid 78 in another (zdtm runs each test as pid 78 of its own).
  */
 #define UFFDWP_HOLDER_FILE_FMT UFFDWP_RUN_DIR "/%lu-%d.%s"
-#define UFFDWP_IDLE_TIMEOUT_S  3600
+/*
+ * A holder not used for this long exits. Use is a scan, a commit, an adopt
+ * or a stop; a status query is not (a monitor polling it would keep every
+ * holder alive). Counted from the end of the last use, or from the moment
+ * the holder is ready; it exits within 10 ms of the timeout.
+ */
+#define UFFDWP_IDLE_TIMEOUT_S 3600
 
 struct uffdwp_holder_opts {
 	struct uffdwp_tracker_opts track;
@@ -50,6 +56,9 @@ struct uffdwp_holder_status {
 	uint8_t tag[UFFDWP_HOLDER_TAG_LEN];
 	/* -errno of the last syncfs() a commit_sync left to us, else 0. */
 	int32_t sync_err;
+	/* The idle timeout (0: none), and how long since the last use. */
+	uint32_t idle_timeout_s;
+	uint64_t idle_ms;
 };
 
 /*

@@ -43,6 +43,8 @@
 
 #define UFFDWP_IMG_PAGE_SIZE  4096u
 #define UFFDWP_IMG_PAGE_SHIFT 12
+/* The index version written (images/FORMAT.md); readers take 1 too. */
+#define UFFDWP_IMG_VERSION 2
 /*
  * Defaults and limits of the options. Level -1 against 1, on the memory of
  * a Python process here: 4 % larger, 20 % faster to write, 30 % faster to
@@ -76,6 +78,8 @@ struct uffdwp_img_opts {
 
 /* Fill @o with the defaults. */
 void uffdwp_img_opts__init(struct uffdwp_img_opts *o);
+/* Whether a writer takes @o: 0, or -EINVAL with the reason logged. */
+int uffdwp_img_opts__check(const struct uffdwp_img_opts *o);
 
 /* Sizes, as a writer counted them or as a reader finds them. */
 struct uffdwp_img_stats {
@@ -173,8 +177,10 @@ struct uffdwp_img_info {
 	uint8_t id[UFFDWP_IMG_ID_LEN];
 	uint8_t parent_id[UFFDWP_IMG_ID_LEN];
 	bool has_parent;
-	uint32_t parent_crc; /* CRC32C of the parent's index file */
-	uint32_t index_crc;  /* CRC32C of this image's index file */
+	bool parent_crc_known; /* false for version 1 deltas: parent_crc tells nothing */
+	uint32_t parent_crc;   /* the parent's index_crc, as this image was written */
+	uint32_t index_crc;    /* the CRC32C this image's index stores for itself */
+	uint32_t version;      /* of the index format */
 	uint32_t depth;
 	uint32_t frame_size;
 	int level;
@@ -295,20 +301,30 @@ void uffdwp_pagesrc__stats(const struct uffdwp_pagesrc *ps, struct uffdwp_pagesr
 /* ------------------------------------------------------------------- tools */
 
 /*
+ * Progress of merge and flatten: @done of @total bytes of pages, at least
+ * every 16 MiB, and once with @done == @total at the end. NULL: none.
+ */
+typedef void (*uffdwp_img_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
+/*
  * Write into @out a base image (no parent) equal to chain @c: the objects
  * and layout of the newest image, each page taken from the newest image
  * that has it. Returns 0 or -errno.
  */
-int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts);
+int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts,
+		      uffdwp_img_progress_fn progress, void *arg);
 
 /*
- * Write chain @c as plain CRIU images into directory @out (created if
- * missing): pagemap-<pid>.img per task, pagemap-shmem-<shmid>.img per shared
- * memory object, and their pages-<n>.img, n above any pages image already in
- * @out. Zero and fill pages are written out as data. Each file is written
- * under a temporary name, fsynced and renamed. Returns 0 or -errno.
+ * Write chain @c as plain CRIU images into directory @out, new or empty:
+ * pagemap-<pid>.img per task, pagemap-shmem-<shmid>.img per shared memory
+ * object, and their pages-<n>.img, n from 1 in object order. Zero and fill
+ * pages are written out as data. All or nothing: the files are written
+ * under temporary names and fsynced, then renamed; after a failure @out is
+ * as it was (removed if it was made). Returns 0, -ENOTEMPTY (@out holds
+ * something) or -errno.
  */
-int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out);
+int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out,
+			     uffdwp_img_progress_fn progress, void *arg);
 
 /* Hex of @id into @buf (2 * UFFDWP_IMG_ID_LEN + 1 bytes). Returns @buf. */
 char *uffdwp_img__id_str(const uint8_t *id, char *buf);

@@ -28,7 +28,7 @@ static int check_parent(const struct uffdwp_img *c, const struct uffdwp_img *p)
 		       uffdwp_img__id_str(c->info.parent_id, want));
 		return -EBADMSG;
 	}
-	if (c->info.parent_crc != p->info.index_crc) {
+	if (c->info.parent_crc_known && c->info.parent_crc != p->info.index_crc) {
 		pr_err("%s: parent %s was rewritten since (index CRC %#x, expected %#x)\n", c->path,
 		       p->path, p->info.index_crc, c->info.parent_crc);
 		return -EBADMSG;

@@ -102,7 +102,10 @@ static int flat_open(int dirfd, struct flat_file *f, const char *name)
 	return 0;
 }
 
-/* Flush, fsync and close @f; with @keep rename it to its final name, else remove it. */
+/*
+ * Flush, fsync and close @f; with @keep it stays under its temporary name
+ * for flat_publish(), else it is removed.
+ */
 static int flat_close(int dirfd, struct flat_file *f, bool keep)
 {
 	int err = 0;
@@ -115,11 +118,9 @@ static int flat_close(int dirfd, struct flat_file *f, bool keep)
 		}
 		close(f->fd);
 		f->fd = -1;
-		if (keep && !err && renameat(dirfd, f->tmp, dirfd, f->name) < 0)
-			err = -errno;
 		if (err) {
 			errno = -err;
-			pr_perror("Can't write %s", f->name);
+			pr_perror("Can't write %s", f->tmp);
 		}
 		if (!keep || err)
 			unlinkat(dirfd, f->tmp, 0);
@@ -129,31 +130,42 @@ static int flat_close(int dirfd, struct flat_file *f, bool keep)
 	return err;
 }
 
-/* One past the highest pages-<n>.img already in @dirfd, so we never clobber CRIU's. */
-static unsigned int first_pages_id(int dirfd)
-{
-	unsigned int id, max = 0;
-	struct dirent *de;
-	DIR *d;
-	int fd;
-	char c;
+/* The files written so far, under temporary names until all are. */
+struct flat_done {
+	char (*names)[64];
+	size_t nr;
+};
 
-	fd = dup(dirfd);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return 1;
-	}
-	while ((de = readdir(d)))
-		if (sscanf(de->d_name, "pages-%u.im%c", &id, &c) == 2 && c == 'g' && id > max)
-			max = id;
-	closedir(d);
-	return max + 1;
+static int done_add(struct flat_done *d, const char *name)
+{
+	char(*n)[64] = realloc(d->names, (d->nr + 1) * sizeof(*n));
+
+	if (!n)
+		return -ENOMEM;
+	d->names = n;
+	snprintf(d->names[d->nr++], sizeof(*n), "%s", name);
+	return 0;
+}
+
+struct flat_progress {
+	uffdwp_img_progress_fn fn;
+	void *arg;
+	uint64_t done, total, last; /* pages */
+};
+
+/* At least every 16 MiB, and at the end. */
+static void flat_report(struct flat_progress *p, uint64_t pages, bool end)
+{
+	p->done += pages;
+	if (!p->fn || (!end && p->done - p->last < 4096))
+		return;
+	p->last = p->done;
+	p->fn(p->arg, p->done * UFFDWP_IMG_PAGE_SIZE, p->total * UFFDWP_IMG_PAGE_SIZE);
 }
 
 static int flatten_object(struct uffdwp_pagesrc *ps, int dirfd, const struct uffdwp_img_object *o,
-			  unsigned int pages_id, uint8_t *buf)
+			  unsigned int pages_id, uint8_t *buf, struct flat_done *done,
+			  struct flat_progress *prog)
 {
 	UffdwpCriuPagemapHead head = UFFDWP_CRIU_PAGEMAP_HEAD__INIT;
 	UffdwpCriuPagemapEntry pe = UFFDWP_CRIU_PAGEMAP_ENTRY__INIT;
@@ -200,6 +212,7 @@ static int flatten_object(struct uffdwp_pagesrc *ps, int dirfd, const struct uff
 							   page << UFFDWP_IMG_PAGE_SHIFT, buf, m);
 				if (!err)
 					err = flat_put(&pg, buf, m * UFFDWP_IMG_PAGE_SIZE);
+				flat_report(prog, m, false);
 			}
 			start += n;
 		}
@@ -213,22 +226,60 @@ out:
 	ret = flat_close(dirfd, &pg, !err);
 	if (!err)
 		err = ret;
+	if (!err)
+		err = done_add(done, pg.name);
 	ret = flat_close(dirfd, &pm, !err);
 	if (!err)
 		err = ret;
+	if (!err)
+		err = done_add(done, pm.name);
 	return err;
 }
 
-int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
+/* @dirfd holds nothing at all: flatten never mixes its files with others. */
+static int dir_empty(int dirfd, const char *out)
 {
+	struct dirent *de;
+	int fd, err = 0;
+	DIR *d;
+
+	fd = dup(dirfd);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		err = -errno;
+		if (fd >= 0)
+			close(fd);
+		pr_perror("Can't read %s", out);
+		return err;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			pr_err("%s is not empty (%s): flatten writes into a new or empty "
+			       "directory\n",
+			       out, de->d_name);
+			err = -ENOTEMPTY;
+			break;
+		}
+	closedir(d);
+	return err;
+}
+
+int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out,
+			     uffdwp_img_progress_fn progress, void *arg)
+{
+	struct flat_progress prog = {.fn = progress, .arg = arg};
 	struct uffdwp_img *top = uffdwp_chain__image(c, 0);
-	struct uffdwp_pagesrc *ps;
-	unsigned int pages_id;
+	struct flat_done done = {NULL, 0};
+	struct uffdwp_pagesrc *ps = NULL;
+	char tmp[sizeof(done.names[0]) + sizeof(UFFDWP_IMG_TMP_PREFIX)];
+	bool made = false;
 	uint8_t *buf;
 	size_t i;
 	int dirfd, err = 0;
 
-	if (mkdir(out, 0755) < 0 && errno != EEXIST) {
+	if (!mkdir(out, 0755)) {
+		made = true;
+	} else if (errno != EEXIST) {
 		err = -errno;
 		pr_perror("Can't create %s", out);
 		return err;
@@ -239,22 +290,50 @@ int uffdwp_img__flatten_criu(struct uffdwp_chain *c, const char *out)
 		pr_perror("Can't open %s", out);
 		return err;
 	}
+	if (!made) {
+		err = dir_empty(dirfd, out);
+		if (err)
+			goto out_close;
+	}
 	buf = malloc(FLAT_CHUNK * UFFDWP_IMG_PAGE_SIZE);
 	ps = uffdwp_pagesrc__new(c, 0);
 	if (!buf || !ps) {
 		err = -ENOMEM;
 		goto out;
 	}
-	pages_id = first_pages_id(dirfd);
+	for (i = 0; i < uffdwp_img__nr_objects(top); i++)
+		prog.total += uffdwp_img__object(top, i)->st.pages;
 	for (i = 0; !err && i < uffdwp_img__nr_objects(top); i++)
-		err = flatten_object(ps, dirfd, uffdwp_img__object(top, i), pages_id++, buf);
+		err =
+		    flatten_object(ps, dirfd, uffdwp_img__object(top, i), i + 1, buf, &done, &prog);
+	/* All or nothing: the files get their names once every one is written. */
+	for (i = 0; !err && i < done.nr; i++) {
+		snprintf(tmp, sizeof(tmp), UFFDWP_IMG_TMP_PREFIX "%s", done.names[i]);
+		if (renameat(dirfd, tmp, dirfd, done.names[i]) < 0) {
+			err = -errno;
+			pr_perror("Can't rename %s/%s", out, tmp);
+		}
+	}
 	if (!err && fsync(dirfd) < 0) {
 		err = -errno;
 		pr_perror("Can't sync %s", out);
 	}
+	if (!err)
+		flat_report(&prog, 0, true);
+	if (err) {
+		for (i = 0; i < done.nr; i++) {
+			snprintf(tmp, sizeof(tmp), UFFDWP_IMG_TMP_PREFIX "%s", done.names[i]);
+			unlinkat(dirfd, tmp, 0);
+			unlinkat(dirfd, done.names[i], 0);
+		}
+	}
 out:
 	uffdwp_pagesrc__free(ps);
 	free(buf);
+out_close:
 	close(dirfd);
+	if (err && made)
+		rmdir(out);
+	free(done.names);
 	return err;
 }

@@ -8,12 +8,29 @@
 #define LOG_PREFIX "img: "
 #include "log.h"
 
-/* Pages copied through the page source at a time. */
-#define MERGE_CHUNK 256
+/* Pages copied through the page source at a time, and between progress reports. */
+#define MERGE_CHUNK    256
+#define PROGRESS_PAGES 4096
+
+struct merge_progress {
+	uffdwp_img_progress_fn fn;
+	void *arg;
+	uint64_t done, total, last; /* pages */
+};
+
+static void report(struct merge_progress *p, uint64_t pages, bool end)
+{
+	p->done += pages;
+	if (!p->fn || (!end && p->done - p->last < PROGRESS_PAGES))
+		return;
+	p->last = p->done;
+	p->fn(p->arg, p->done * UFFDWP_IMG_PAGE_SIZE, p->total * UFFDWP_IMG_PAGE_SIZE);
+}
 
 /* Copy @nr pages of @o at @page into @w, resolving each through the chain. */
 static int merge_run(struct uffdwp_pagesrc *ps, struct uffdwp_img_writer *w,
-		     const struct uffdwp_img_object *o, uint64_t page, uint64_t nr, uint8_t *buf)
+		     const struct uffdwp_img_object *o, uint64_t page, uint64_t nr, uint8_t *buf,
+		     struct merge_progress *prog)
 {
 	struct uffdwp_page_loc loc;
 	uint64_t n;
@@ -42,12 +59,15 @@ static int merge_run(struct uffdwp_pagesrc *ps, struct uffdwp_img_writer *w,
 		}
 		page += n;
 		nr -= n;
+		report(prog, n, false);
 	}
 	return 0;
 }
 
-int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts)
+int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffdwp_img_opts *opts,
+		      uffdwp_img_progress_fn progress, void *arg)
 {
+	struct merge_progress prog = {.fn = progress, .arg = arg};
 	struct uffdwp_img *top = uffdwp_chain__image(c, 0);
 	const struct uffdwp_img_object *o;
 	struct uffdwp_img_writer *w;
@@ -69,17 +89,22 @@ int uffdwp_img__merge(struct uffdwp_chain *c, const char *out, const struct uffd
 		err = -errno;
 		goto err_ps;
 	}
+	for (i = 0; i < uffdwp_img__nr_objects(top); i++)
+		prog.total += uffdwp_img__object(top, i)->st.pages;
 	for (i = 0; i < uffdwp_img__nr_objects(top); i++) {
 		o = uffdwp_img__object(top, i);
 		err = uffdwp_img_writer__begin_object(w, o->kind, o->id);
 		for (k = 0; !err && k < o->nr_ranges; k++)
-			err = merge_run(ps, w, o, o->ranges[k].start, o->ranges[k].nr_pages, buf);
+			err = merge_run(ps, w, o, o->ranges[k].start, o->ranges[k].nr_pages, buf,
+					&prog);
 		if (!err)
 			err = uffdwp_img_writer__end_object(w);
 		if (err)
 			goto err_w;
 	}
 	err = uffdwp_img_writer__commit(w);
+	if (!err)
+		report(&prog, 0, true);
 err_w:
 	uffdwp_img_writer__free(w);
 err_ps:

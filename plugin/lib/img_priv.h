@@ -11,9 +11,15 @@
 /* uffdwp-index.img: header and trailer around the records. */
 #define UFFDWP_IDX_MAGIC   0x49575755u /* "UWWI" read as a little-endian u32 */
 #define UFFDWP_IDX_END	   0x45575755u /* "UWWE" */
-#define UFFDWP_IDX_VERSION 1
 #define UFFDWP_IDX_HDR	   16
 #define UFFDWP_IDX_TRAILER 8
+/*
+ * Version 2 records in a delta's parent_crc the CRC its parent's index
+ * stores; version 1 writers took the CRC of the whole file, stored CRC and
+ * end magic included: the CRC32C residue, the same for every index.
+ */
+#define UFFDWP_IDX_VERSION     UFFDWP_IMG_VERSION
+#define UFFDWP_IDX_VERSION_MIN 1
 /* An index bigger than this is refused before it is read. */
 #define UFFDWP_IDX_MAX (1ull << 32)
 

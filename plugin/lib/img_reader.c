@@ -68,6 +68,7 @@ static int check_head(struct uffdwp_img *img, const UffdwpImgHead *h, size_t off
 		img->info.has_parent = true;
 		memcpy(img->info.parent_id, h->parent_id.data, UFFDWP_IMG_ID_LEN);
 		img->info.parent_crc = h->parent_crc;
+		img->info.parent_crc_known = img->info.version >= 2;
 	}
 	img->info.depth = h->depth;
 	img->info.frame_size = h->frame_size;
@@ -177,11 +178,12 @@ static int parse_index(struct uffdwp_img *img, const uint8_t *buf, size_t size)
 	}
 	version = buf[4] | buf[5] << 8;
 	flags = buf[6] | buf[7] << 8;
-	if (version != UFFDWP_IDX_VERSION) {
-		pr_err("%s: offset 4: version %u, only %u is known\n", img->index_path, version,
-		       UFFDWP_IDX_VERSION);
+	if (version < UFFDWP_IDX_VERSION_MIN || version > UFFDWP_IDX_VERSION) {
+		pr_err("%s: offset 4: version %u, only %u to %u are known\n", img->index_path,
+		       version, UFFDWP_IDX_VERSION_MIN, UFFDWP_IDX_VERSION);
 		return -EBADMSG;
 	}
+	img->info.version = version;
 	if (flags) {
 		pr_err("%s: offset 6: reserved flags set (%#x)\n", img->index_path, flags);
 		return -EBADMSG;
@@ -196,8 +198,13 @@ static int parse_index(struct uffdwp_img *img, const uint8_t *buf, size_t size)
 		pr_err("%s: offset %zu: no end magic\n", img->index_path, end + 4);
 		return -EBADMSG;
 	}
-	img->info.index_crc = uffdwp_crc32c(0, buf, size);
-	if (uffdwp_crc32c(0, buf, end) != uffdwp_get_le32(buf + end)) {
+	/*
+	 * The CRC of [0, end) is the index's name for children to check. Taken
+	 * over the stored CRC and end magic too, it would be the same residue
+	 * for every index (what version 1 writers recorded).
+	 */
+	img->info.index_crc = uffdwp_crc32c(0, buf, end);
+	if (img->info.index_crc != uffdwp_get_le32(buf + end)) {
 		pr_err("%s: offset %zu: index checksum mismatch\n", img->index_path, end);
 		return -EBADMSG;
 	}
@@ -403,9 +410,13 @@ struct uffdwp_img *uffdwp_img__open(const char *dir)
 	img->pages_fd = openat(img->dirfd, UFFDWP_IMG_PAGES, O_RDONLY | O_CLOEXEC);
 	if (img->pages_fd < 0) {
 		err = -errno;
-		pr_perror("Can't open %s", img->pages_path);
-		if (err == -ENOENT)
+		if (err == -ENOENT) {
+			pr_err("%s: missing, and the index %s needs it\n", img->pages_path,
+			       img->index_path);
 			err = -EBADMSG;
+		} else {
+			pr_perror("Can't open %s", img->pages_path);
+		}
 		goto err_free;
 	}
 	err = uffdwp_ztable__load(&img->zt, img->pages_fd, img->pages_path, img->info.frame_size);

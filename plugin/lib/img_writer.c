@@ -140,7 +140,7 @@ static void unlink_tmp(struct uffdwp_img_writer *w, bool stale)
 	w->tmp_pages = w->tmp_index = w->tmp_parent = false;
 }
 
-static int check_opts(const struct uffdwp_img_opts *o)
+int uffdwp_img_opts__check(const struct uffdwp_img_opts *o)
 {
 	if (o->frame_size < UFFDWP_IMG_PAGE_SIZE || o->frame_size > UFFDWP_IMG_MAX_FRAME ||
 	    o->frame_size % UFFDWP_IMG_PAGE_SIZE) {
@@ -224,7 +224,7 @@ struct uffdwp_img_writer *uffdwp_img_writer__begin(const char *dir, const char *
 		w->opts = *opts;
 	else
 		uffdwp_img_opts__init(&w->opts);
-	err = check_opts(&w->opts);
+	err = uffdwp_img_opts__check(&w->opts);
 	if (err)
 		goto err_free;
 	w->dir = strdup(dir);

@@ -81,7 +81,12 @@ static void vma_classify(pid_t pid, struct uffdwp_vma *v, const char *path, stru
 			v->kind = UFFDWP_VMA_SHMEM;
 		return;
 	}
-	if (!v->ino)
+	/*
+	 * No path: anonymous. Not the inode number: a file can have inode 0,
+	 * the first SysV segment of an IPC namespace (shmid 0; maps shows the
+	 * shmid there), which as "anonymous" went into the task's memory.
+	 */
+	if (!path[0])
 		return;
 
 	if (!strncmp(path, "/SYSV", 5) && (v->prot & UFFDWP_VMA_SHARED)) {

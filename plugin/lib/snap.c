@@ -1261,16 +1261,70 @@ static int check_target(pid_t pid)
 	return err == -ENOENT ? -ESRCH : err;
 }
 
+/*
+ * What can be found wrong with @dir before any tracking starts: a holder
+ * started for a snapshot that then cannot be written would outlive it.
+ */
 static int check_dir(const char *dir)
 {
-	char path[4096];
+	char path[4096], *slash;
+	struct stat st;
+	int err;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, UFFDWP_IMG_INDEX);
-	if (!access(path, F_OK)) {
-		pr_err("%s already holds an image\n", dir);
-		return -EEXIST;
+	if (!stat(dir, &st)) {
+		if (!S_ISDIR(st.st_mode)) {
+			pr_err("%s is not a directory\n", dir);
+			return -ENOTDIR;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, UFFDWP_IMG_INDEX);
+		if (!access(path, F_OK)) {
+			pr_err("%s already holds an image\n", dir);
+			return -EEXIST;
+		}
+		snprintf(path, sizeof(path), "%s", dir);
+	} else if (errno == ENOENT) {
+		/* Created by the writer: its parent must take it. */
+		snprintf(path, sizeof(path), "%s", dir);
+		slash = strrchr(path, '/');
+		if (slash == path)
+			path[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		else
+			snprintf(path, sizeof(path), ".");
+	} else {
+		err = -errno;
+		pr_perror("Can't stat %s", dir);
+		return err;
+	}
+	if (access(path, W_OK | X_OK)) {
+		err = -errno;
+		pr_perror("Can't write into %s", path);
+		return err;
 	}
 	return 0;
+}
+
+/*
+ * A snapshot that failed after starting a holder stops it again: the
+ * process is left as it was found. Says so if it cannot.
+ */
+static void undo_holder(struct snap *s)
+{
+	struct uffdwp_stop_stats st;
+	int i, err;
+
+	if (!s->res->holder_started)
+		return;
+	err = uffdwp_holder_stop(s->o->pid, 0, &st);
+	for (i = 0; !err && i < 500 && uffdwp_holder_running(s->o->pid) > 0; i++)
+		usleep(10000);
+	if (err || uffdwp_holder_running(s->o->pid) > 0)
+		pr_warn("the holder started for %d is still running ('uffdwp track stop -t %d' "
+			"ends it): %s\n",
+			s->o->pid, s->o->pid, err ? uffdwp_strerror(-err) : "did not exit");
+	else
+		s->res->holder_started = false;
 }
 
 static void snap_free(struct snap *s)
@@ -1354,6 +1408,8 @@ int uffdwp_snap(const struct uffdwp_snap_opts *o, struct uffdwp_snap_result *res
 	err = check_target(o->pid);
 	if (!err)
 		err = check_dir(o->dir);
+	if (!err)
+		err = uffdwp_img_opts__check(&o->img);
 	if (err)
 		return err;
 	if (o->parent) {
@@ -1435,7 +1491,10 @@ int uffdwp_snap(const struct uffdwp_snap_opts *o, struct uffdwp_snap_result *res
 		}
 	}
 out:
+	/* Files closed first: the holder must not wait on ours. */
 	snap_free(&s);
+	if (err)
+		undo_holder(&s);
 	res->total_ns = now_ns() - t0;
 	return err;
 }

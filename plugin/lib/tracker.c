@@ -37,6 +37,7 @@ struct trk_task {
 	int pagemap_fd; /* opened on the same mm as uffd: tells us when it dies */
 	bool adopted;	/* uffd came from the caller (CRIU), do not re-inject */
 	bool fresh;	/* attached, all of it still to be reported */
+	bool had_uffd;	/* was tracked once: failing now is losing it */
 	bool seen;	/* found in this scan's walk of the tree */
 	uint64_t thp_bytes_start;
 	struct uffdwp_rangeset ours;	  /* ranges registered by our uffd */
@@ -1228,10 +1229,18 @@ int uffdwp_tracker__scan(struct uffdwp_tracker *t, struct uffdwp_report **out)
 		if (tk->uffd < 0 && !tk->adopted && !t->opts.adopt_only) {
 			r = task_inject(tk);
 			if (r) {
-				pr_warn("tracking of %d lost: %s\n", tk->pid, uffdwp_strerror(-r));
+				/* A task never tracked has lost nothing: it is not tracked. */
+				if (!tk->had_uffd)
+					pr_warn("cannot track %d: %s\n", tk->pid,
+						uffdwp_strerror(-r));
+				else
+					pr_warn("tracking of %d lost: %s\n", tk->pid,
+						uffdwp_strerror(-r));
 				tr->flags |= UFFDWP_TASK_LOST;
-			} else if (!(tr->flags & UFFDWP_TASK_EXEC) && !tk->fresh) {
-				tr->flags |= UFFDWP_TASK_LOST;
+			} else {
+				if (!(tr->flags & UFFDWP_TASK_EXEC) && !tk->fresh)
+					tr->flags |= UFFDWP_TASK_LOST;
+				tk->had_uffd = true;
 			}
 		}
 		if (tk->fresh)
@@ -1422,7 +1431,8 @@ int uffdwp_tracker__new(const struct uffdwp_tracker_opts *opts, struct uffdwp_tr
 		err = uffdwp_forkwatch__open(&t->fw);
 	if (err) {
 		pr_warn("no fork events (%s): shared memory counts as written at every scan\n",
-			uffdwp_strerror(-err));
+			err == -ENOSYS ? "UFFDWP_NO_FORK_EVENTS is set"
+				       : uffdwp_forkwatch_why(err));
 		t->fw = NULL;
 	}
 	if (opts->adopt_only) {
@@ -1466,6 +1476,7 @@ int uffdwp_tracker__adopt(struct uffdwp_tracker *t, pid_t pid, int uffd, int pag
 	tk->uffd = uffd;
 	tk->pagemap_fd = pagemap_fd;
 	tk->adopted = true;
+	tk->had_uffd = true;
 	tk->fresh = true;
 	return 0;
 }
