@@ -14,7 +14,9 @@
  *
  * UFFDWP_CRIU_IMAGES=raw in CRIU's environment leaves writing to CRIU
  * (for comparisons); UFFDWP_CRIU_LEVEL sets the zstd level (default 3 for
- * pre-dumps, -1 for the frozen dump).
+ * pre-dumps, -1 for the frozen dump); UFFDWP_CRIU_VERIFY=1 makes
+ * lazy-pages and a page server check every frame of an image when they
+ * open it.
  */
 #define LOG_PREFIX "criu: "
 #include <errno.h>
@@ -93,6 +95,13 @@ static int pages_close(void *priv, int status)
 	return err;
 }
 
+static bool verify_at_open(void)
+{
+	const char *s = getenv("UFFDWP_CRIU_VERIFY");
+
+	return s && *s && strcmp(s, "0");
+}
+
 static void writer_opts(struct uffdwp_img_opts *o)
 {
 	const char *s = getenv("UFFDWP_CRIU_LEVEL");
@@ -145,12 +154,18 @@ int uffdwp_criu_pages__open(int dir_fd, uint32_t pages_id, int flags, struct cr_
 			return err == -ENOENT ? -ENOTSUP : err;
 		}
 		/*
-		 * Lazy restore and a page server hand pages out long after
-		 * the restore began: check every frame now, so that a damaged
-		 * image is refused at the start and not in the middle.
+		 * Every frame's CRC32C is checked when it is read. Lazy
+		 * restore and a page server hand pages out long after the
+		 * restore began, so a damaged frame is found then: lazy-pages
+		 * poisons the pages it did not serve and the task gets
+		 * SIGBUS, it never runs on wrong memory. Checking every frame
+		 * at the start instead (UFFDWP_CRIU_VERIFY=1) refuses a
+		 * damaged image before the tree runs, but reads the whole
+		 * chain first: what lazy restore is there to avoid.
 		 */
-		if (run_stage == CR_PLUGIN_STAGE__LAZY_PAGES ||
-		    run_stage == CR_PLUGIN_STAGE__PAGE_SERVER) {
+		if ((run_stage == CR_PLUGIN_STAGE__LAZY_PAGES ||
+		     run_stage == CR_PLUGIN_STAGE__PAGE_SERVER) &&
+		    verify_at_open()) {
 			err = uffdwp_cpages_reader__verify(p->r);
 			if (err) {
 				pages_close(p, -1);
