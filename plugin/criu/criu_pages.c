@@ -31,12 +31,22 @@
 
 #include "criu_track.h"
 #include "img_criu_backend.h"
+#include "img_fcache.h"
 #include "log.h"
 
 #if CRIU_PLUGIN_VERSION >= CRIU_PLUGIN_GEN_VERSION(0, 4, 0)
 
 /* CRIU's own (the criu binary exports its symbols). */
 extern int add_inventory_plugin(const char *name);
+
+/*
+ * Decompressed frames of every page file this process reads, one budget
+ * for all layers: lazy-pages reads a chain's layers by turns.
+ */
+#define READ_CACHE_FRAMES 64
+
+static struct uffdwp_fcache *read_cache;
+static unsigned int nr_readers;
 
 static int run_stage = -1;
 static bool in_inventory;
@@ -90,7 +100,10 @@ static int pages_close(void *priv, int status)
 		}
 	}
 	uffdwp_cpages_writer__free(p->w);
-	uffdwp_cpages_reader__free(p->r);
+	if (p->r) {
+		uffdwp_cpages_reader__free(p->r);
+		nr_readers--;
+	}
 	free(p);
 	return err;
 }
@@ -147,12 +160,20 @@ int uffdwp_criu_pages__open(int dir_fd, uint32_t pages_id, int flags, struct cr_
 		}
 		io->write = pages_write;
 	} else {
-		err = uffdwp_cpages_reader__open(dir_fd, pages_id, 0, &p->r);
+		if (!read_cache) {
+			read_cache = uffdwp_fcache__new(READ_CACHE_FRAMES);
+			if (!read_cache) {
+				free(p);
+				return -ENOMEM;
+			}
+		}
+		err = uffdwp_cpages_reader__open(dir_fd, pages_id, read_cache, &p->r);
 		if (err) {
 			free(p);
 			/* No page file of ours: CRIU's own pages-<id>.img. */
 			return err == -ENOENT ? -ENOTSUP : err;
 		}
+		nr_readers++;
 		/*
 		 * Every frame's CRC32C is checked when it is read. Lazy
 		 * restore and a page server hand pages out long after the
@@ -205,5 +226,18 @@ void uffdwp_criu_pages__fini(void)
 	if (nr_written)
 		pr_info("pages: %u images, %" PRIu64 " bytes of pages stored in %" PRIu64 "\n",
 			nr_written, total_raw, total_stored);
+	if (read_cache) {
+		struct uffdwp_fcache_stats st;
+
+		uffdwp_fcache__stats(read_cache, &st);
+		pr_info("pages: %" PRIu64 " frames decompressed, %" PRIu64
+			" reads from the cache\n",
+			st.loads, st.hits);
+		/* CRIU may close page reads after the plugins' fini. */
+		if (!nr_readers) {
+			uffdwp_fcache__free(read_cache);
+			read_cache = NULL;
+		}
+	}
 #endif
 }
