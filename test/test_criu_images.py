@@ -604,3 +604,26 @@ def test_lazy_dump_chain(itree):
     lp = _read(d / "lazy-pages.log") or ""
     assert "The page server has no pages of parent images, reading them here" in lp
     assert "Read page from plugin" in lp
+
+
+def test_bench_lazy_quick(criu_img, tmp_path):
+    """scripts/bench-lazy on a small chain: it runs, checks memory, and reports every figure."""
+    import json
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "bench-lazy.json"
+    p = subprocess.run([os.path.join(root, "scripts", "bench-lazy"), "--criu", criu_img,
+                        "--size", "64M", "--predumps", "1", "--runs", "1", "--only", "bench_wl",
+                        "--workdir", str(tmp_path), "--out", str(out)],
+                       capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, UFFDWP_BUILD=os.environ.get("UFFDWP_BUILD", "")
+                                or os.path.join(root, "build")))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    (r,) = rep["results"]
+    s = r["summary"]
+    for k in ("eager_s", "runs_s", "answers_s", "all_in_s", "fault_p50_us", "fault_p99_us",
+              "service_p50_us", "lazy_pages", "parent_pages", "eager_over_runs"):
+        assert s[k] is not None, k
+    assert s["parent_pages"] > 0 and s["transferred_pages"] == s["lazy_pages"], s
+    assert all(x["verify"].startswith("ok ") for x in r["eager"] + r["lazy"])
+    assert "eager/runs" in p.stdout
