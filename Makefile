@@ -183,6 +183,12 @@ bench: all $(BUILD)/bench-track-tool
 bench-criu: all
 	scripts/bench-criu --build $(BUILD) --out $(BUILD)/bench-criu.json
 
+# Lazy restore of a whole chain (issue 11): 4 GiB bench_wl and ~1 GiB redis,
+# eager against lazy; root, a CRIU with criu-patches/, ~15 GB of disk.
+.PHONY: bench-lazy
+bench-lazy: all
+	scripts/bench-lazy --build $(BUILD) --out $(BUILD)/bench-lazy.json
+
 # The image readers under libFuzzer (clang); the tests run it for 30 s,
 # run it longer by hand: build/fuzz/fuzz_img -max_total_time=600 build/fuzz/corpus
 fuzz: all
@@ -227,6 +233,7 @@ help:
 	@echo 'make lint         clang-format, the log-message rules, cppcheck'
 	@echo 'make bench        tracker and image benchmarks (JSON in $(BUILD)/)'
 	@echo 'make bench-criu   CRIU migration benchmark (root, about 10 minutes)'
+	@echo 'make bench-lazy   lazy restore of whole chains, bench_wl and redis (root)'
 	@echo 'make fuzz         the image readers under libFuzzer'
 	@echo 'make man          the manual page, $(MAN), from the tables --help uses'
 	@echo 'make install      uffdwp into $(BINDIR), its manual into $(MANDIR)/man1,'

@@ -11,12 +11,15 @@ against it; skips otherwise.
 """
 import contextlib
 import os
+import re
+import struct
 import shutil
 import signal
 import subprocess
 
 import pytest
 
+from img_helpers import pb_fields
 from test_criu import Tree, _free_port, _log_tail, _read, _wait_for, criu, plugdir  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
@@ -270,10 +273,22 @@ def test_corrupt_refused(itree, where, layer):
     t.restored = None
 
 
+def _pid_gone(pid):
+    return not os.path.exists(f"/proc/{pid}") or \
+        (_read(f"/proc/{pid}/stat") or " x Z").split()[2] == "Z"
+
+
 @pytest.mark.parametrize("at", [0.33, 0.9])
-def test_corrupt_refused_lazy(itree, at):
-    """Lazy restore: a damaged frame is refused by the restore (pages it reads itself) or by
-    lazy-pages, which checks every frame when it opens the chain; never bad memory."""
+@pytest.mark.parametrize("verify", [False, True], ids=["on-read", "at-open"])
+def test_corrupt_refused_lazy(itree, at, verify, monkeypatch):
+    """Lazy restore of a chain with a damaged frame in its base layer. The restore
+    refuses it when it reads the page itself; lazy-pages when it reads it on a fault or
+    in the background (each frame's CRC is checked as it is read), and then poisons the
+    pages it did not serve, so the tree dies of SIGBUS instead of running on zeros.
+    With UFFDWP_CRIU_VERIFY=1, lazy-pages checks every frame when it opens the chain
+    and the restore fails before the tree runs. Never bad memory."""
+    if verify:
+        monkeypatch.setenv("UFFDWP_CRIU_VERIFY", "1")
     t = itree()
     d, _ = _migrate(t, 1)
     bad = _largest_zst(t.base / "pre0")
@@ -284,19 +299,26 @@ def test_corrupt_refused_lazy(itree, at):
         f.seek(int(size * at))
         f.write(bytes([b[0] ^ 0x5a]))
     r, log = t.restore(d.name, lazy="local", check=False)
+    if r.returncode == 0:
+        # The tree runs: checking its memory reaches the damaged page, which must
+        # kill the task that holds it (SIGBUS on a poisoned page), never pass.
+        assert not verify, "lazy-pages checked every frame at open, yet the restore ran"
+        pid = int(_read(t.base / "restored.pid"))
+        t.restored = pid
+        os.kill(pid, signal.SIGUSR2)
+        _wait_for(lambda: _pid_gone(pid), "restored tree gone", 60)
+        parent, child = _read(t.wl / "verify") or "", _read(t.wl / "verify.child") or ""
+        assert not parent.startswith("ok") or not child.startswith("ok"), \
+            f"restored tree ran on a damaged image: {parent!r} {child!r}"
+        t.restored = None
+    lp_pid = int((_read(t.base / "lp.pid") or "0").strip() or 0)
+    if lp_pid:
+        _wait_for(lambda: _pid_gone(lp_pid), "lazy-pages gone", 60)
     lp = _read(d / "lazy-pages.log") or ""
     both = log + lp
     assert "checksum mismatch" in both and os.path.basename(bad) in both, both[-3000:]
     if r.returncode == 0:
-        # Restore got through before lazy-pages refused: the tree must not run on.
-        pid = int(_read(t.base / "restored.pid"))
-        t.restored = pid
-        os.kill(pid, signal.SIGUSR2)
-        _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                  (_read(f"/proc/{pid}/stat") or " x Z").split()[2] == "Z", "restored tree gone",
-                  30)
-        assert not _read(t.wl / "verify"), "restored tree ran on a damaged image"
-        t.restored = None
+        assert "they are poisoned" in lp, lp[-3000:]
 
 
 @contextlib.contextmanager
@@ -385,3 +407,223 @@ def test_dedup_refuses_compressed(itree):
     assert _tree_digest(t.base) == before
     t.restore(d.name)
     _verify(t)
+
+
+# ------------------------------------------- lazy restore of the whole chain (restore of parent pages on fault)
+
+PAGE = 4096
+
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_LOCKED, MAP_HUGETLB = 0x02, 0x20, 0x2000, 0x40000
+VMA_AREA_VSYSCALL, VMA_AREA_VDSO, VMA_AREA_VVAR = 1 << 2, 1 << 3, 1 << 12
+PE_PARENT, PE_LAZY = 1, 2
+
+
+def _img_entries(path):
+    """The protobuf records of a CRIU image (after its two magic words)."""
+    with open(path, "rb") as f:
+        b = f.read()
+    i, out = 8, []
+    while i < len(b):
+        n = struct.unpack_from("<I", b, i)[0]
+        out.append(pb_fields(b[i + 4:i + 4 + n]))
+        i += 4 + n
+    return out
+
+
+def _pagemap(d, pid):
+    """[(vaddr, nr_pages, flags)] of pagemap-PID.img in d."""
+    out = []
+    for e in _img_entries(os.path.join(d, f"pagemap-{pid}.img"))[1:]:
+        nr = (e.get(5) or e[2])[0]
+        flags = e[4][0] if 4 in e else (PE_PARENT if e.get(3, [0])[0] else 4)
+        out.append((e[1][0], nr, flags))
+    return out
+
+
+def _vma_can_be_lazy(v):
+    flags, status = v[6][0], v[7][0]
+    return (flags & MAP_ANONYMOUS and flags & MAP_PRIVATE and not flags & MAP_LOCKED
+            and not flags & MAP_HUGETLB
+            and not status & (VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL))
+
+
+def _expected_lazy(top, pid):
+    """What the images say lazy-pages must serve to task PID: (lazy pages, of them held by
+    parent images). A page is lazy where the image that holds it marked it so (PE_LAZY)
+    and its VMA can be lazy at the dump. The restore reads the others itself."""
+    layers, d = [], str(top)
+    while True:
+        layers.append({v: (nr, fl) for v, nr, fl in _pagemap(d, pid)})
+        if not os.path.exists(os.path.join(d, "parent")):
+            break
+        d = os.path.realpath(os.path.join(d, "parent"))
+    pages = [dict() for _ in layers]
+    for k, ents in enumerate(layers):
+        for v, (nr, fl) in ents.items():
+            for j in range(nr):
+                pages[k][v + j * PAGE] = fl
+    mm = _img_entries(os.path.join(str(top), f"mm-{pid}.img"))[0]
+    vmas = [pb_fields(v) for v in mm.get(14, [])]
+    lazy = parent = 0
+    for addr, fl in pages[0].items():
+        vma = next((v for v in vmas if v[1][0] <= addr < v[2][0]), None)
+        if fl & PE_LAZY:
+            lazy += 1
+            continue
+        if not fl & PE_PARENT or vma is None or not _vma_can_be_lazy(vma):
+            continue
+        for k in range(1, len(pages)):
+            owner = pages[k].get(addr)
+            assert owner is not None, f"{addr:#x} in parent, but no parent has it"
+            if not owner & PE_PARENT:
+                if owner & PE_LAZY:
+                    lazy += 1
+                    parent += 1
+                break
+    return lazy, parent
+
+
+LP_FOUND = r"uffd: (\d+)-\d+: Found (\d+) pages to be handled by UFFD"
+LP_PARENT = r"uffd: (\d+)-\d+: (\d+) of the lazy pages are held by parent images"
+LP_DONE = r"uffd: (\d+)-\d+: UFFD transferred pages: \((\d+)/(\d+)\)"
+
+
+def _per_task(regex, text):
+    return {int(m[0]): tuple(int(x) for x in m[1:]) for m in re.findall(regex, text)}
+
+
+def _wait_lazy_pages_done(t, timeout=60):
+    """lazy-pages exits once every page of every task is in."""
+    pid = int((_read(t.base / "lp.pid") or "0").strip() or 0)
+    assert pid, "no lazy-pages pid"
+    _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+              (_read(f"/proc/{pid}/stat") or " x Z").split()[2] == "Z",
+              "lazy-pages to transfer every page", timeout)
+
+
+def _check_lazy_chain(t, d, predumps):
+    """Every lazy page of every layer came from lazy-pages, none from the restore."""
+    lp = _read(d / "lazy-pages.log") or ""
+    rst = _read(d / "restore.log") or ""
+    found, parent, done = (_per_task(r, lp) for r in (LP_FOUND, LP_PARENT, LP_DONE))
+    assert found and set(found) == set(done), (found, done, _log_tail(d / "lazy-pages.log"))
+    for pid, (n,) in found.items():
+        want_lazy, want_parent = _expected_lazy(d, pid)
+        assert n == want_lazy, (pid, n, want_lazy)
+        assert parent[pid] == (want_parent,), (pid, parent[pid], want_parent)
+        # All of them came on fault or by the background fill, none was dropped.
+        assert done[pid] == (n, n), (pid, done[pid])
+        if predumps:
+            # Most memory is in the parents: upstream CRIU read all of it.
+            assert want_parent > n // 2, (pid, want_parent, n)
+    lazy_rst = _per_task(r"(\d+): nr_lazy: +(\d+)", rst)
+    assert {p: v[0] for p, v in lazy_rst.items()} == {p: v[0] for p, v in found.items()}, \
+        (lazy_rst, found)
+    if predumps:
+        assert "in parent" in rst and "Lazy restore skips" in rst
+
+
+@pytest.mark.parametrize("predumps", [1, 2, 3])
+@pytest.mark.parametrize("images", ["compressed", "raw", "mixed"])
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_lazy_chain(itree, where, images, predumps):
+    """A chain of 1-3 pre-dumps and a dump, CRIU's raw images, ours or both by turns,
+    restored lazily: every page that some layer holds as lazy comes from lazy-pages (on
+    fault or by the background fill), exactly those the images say, and the tree checks
+    every page. Remote: lazy-pages asks criu page-server --lazy-pages, which reads the
+    chain, also for the pages of the parents; it needs no big pipes any more."""
+    raw_at = {"compressed": (), "raw": tuple(range(predumps + 1)),
+              "mixed": tuple(range(0, predumps + 1, 2))}[images]
+    t = itree()
+    d, _ = _migrate(t, predumps, raw_at=raw_at)
+    t.restore(d.name, lazy=where)
+    _wait_lazy_pages_done(t)
+    _verify(t)
+    _check_lazy_chain(t, d, predumps)
+    lp = _read(d / "lazy-pages.log") or ""
+    if where == "remote":
+        ps = _read(d / "page-server.log") or ""
+        # The page server read the pages in parent, lazy-pages read no image itself.
+        assert "Read from parent" in ps and "Read from parent" not in lp, \
+            _log_tail(d / "page-server.log")
+        assert "Read page from self" not in lp and "Read page from plugin" not in lp
+        if images != "raw":
+            assert "Read page from plugin" in ps
+    else:
+        assert "Read from parent" in lp
+        if images != "raw":
+            assert "Read page from plugin" in lp
+
+
+def test_lazy_dump_chain(itree):
+    """zdtm's --lazy-migrate with pre-dumps: the dump itself serves the pages it dumped
+    (criu dump --lazy-pages) and has none of its parents; lazy-pages, told so, reads the
+    pages in parent from the (compressed) parent images itself."""
+    t = itree()
+    parent = None
+    for i in range(2):
+        _, d, _ = t.run_criu("pre-dump", f"pre{i}", parent)
+        parent = d.name
+        t.do_step()
+    d = t.base / "dump"
+    d.mkdir()
+    port = _free_port()
+    cmd = [t.criu, "dump", "-t", str(t.root), "-D", str(d), "-L", t.plugdir, "-v4", "-o",
+           "dump.log", "--uffd-wp-track", "--plugin-pages", "--prev-images-dir",
+           f"../{parent}", "--lazy-pages", "--port", str(port)]
+    # The lazy dump serves pages through pipes of PIPE_MAX_SIZE (criu-patches/HOOKS.md).
+    with _sysctl("fs.pipe-max-size", 4194304):
+        dump = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            _wait_for(lambda: "Starting lazy pages server" in (_read(d / "dump.log") or "")
+                      or dump.poll() is not None, "the lazy dump's page server", 60)
+            assert dump.poll() is None, _log_tail(d / "dump.log")
+            lp = [t.criu, "lazy-pages", "-D", str(d), "--page-server", "--address",
+                  "127.0.0.1", "--port", str(port), "-d", "-v4", "-o", "lazy-pages.log",
+                  "--pidfile", str(t.base / "lp.pid"), "-L", t.plugdir]
+            _wait_for(lambda: subprocess.run(lp, capture_output=True, timeout=60,
+                                             stdin=subprocess.DEVNULL).returncode == 0,
+                      "lazy-pages connected", 30)
+            t.helpers.append(t.base / "lp.pid")
+            r = subprocess.run([t.criu, "restore", "-D", str(d), "-d", "--pidfile",
+                                str(t.base / "restored.pid"), "-v4", "-o", "restore.log",
+                                "-L", t.plugdir, "--lazy-pages"], capture_output=True,
+                               text=True, timeout=120, stdin=subprocess.DEVNULL)
+            assert r.returncode == 0, _log_tail(d / "restore.log") + \
+                _log_tail(d / "lazy-pages.log")
+            t.restored = int(_read(t.base / "restored.pid"))
+            _wait_lazy_pages_done(t)
+            assert dump.wait(timeout=60) == 0, _log_tail(d / "dump.log")
+        finally:
+            if dump.poll() is None:
+                dump.kill()
+                dump.wait()
+    _verify(t)
+    _check_lazy_chain(t, d, 2)
+    lp = _read(d / "lazy-pages.log") or ""
+    assert "The page server has no pages of parent images, reading them here" in lp
+    assert "Read page from plugin" in lp
+
+
+def test_bench_lazy_quick(criu_img, tmp_path):
+    """scripts/bench-lazy on a small chain: it runs, checks memory, and reports every figure."""
+    import json
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "bench-lazy.json"
+    p = subprocess.run([os.path.join(root, "scripts", "bench-lazy"), "--criu", criu_img,
+                        "--size", "64M", "--predumps", "1", "--runs", "1", "--only", "bench_wl",
+                        "--workdir", str(tmp_path), "--out", str(out)],
+                       capture_output=True, text=True, timeout=200, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, UFFDWP_BUILD=os.environ.get("UFFDWP_BUILD", "")
+                                or os.path.join(root, "build")))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    (r,) = rep["results"]
+    s = r["summary"]
+    for k in ("eager_s", "runs_s", "answers_s", "all_in_s", "fault_p50_us", "fault_p99_us",
+              "service_p50_us", "lazy_pages", "parent_pages", "eager_over_runs"):
+        assert s[k] is not None, k
+    assert s["parent_pages"] > 0 and s["transferred_pages"] == s["lazy_pages"], s
+    assert all(x["verify"].startswith("ok ") for x in r["eager"] + r["lazy"])
+    assert "eager/runs" in p.stdout

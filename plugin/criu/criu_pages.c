@@ -14,7 +14,9 @@
  *
  * UFFDWP_CRIU_IMAGES=raw in CRIU's environment leaves writing to CRIU
  * (for comparisons); UFFDWP_CRIU_LEVEL sets the zstd level (default 3 for
- * pre-dumps, -1 for the frozen dump).
+ * pre-dumps, -1 for the frozen dump); UFFDWP_CRIU_VERIFY=1 makes
+ * lazy-pages and a page server check every frame of an image when they
+ * open it.
  */
 #define LOG_PREFIX "criu: "
 #include <errno.h>
@@ -29,12 +31,22 @@
 
 #include "criu_track.h"
 #include "img_criu_backend.h"
+#include "img_fcache.h"
 #include "log.h"
 
 #if CRIU_PLUGIN_VERSION >= CRIU_PLUGIN_GEN_VERSION(0, 4, 0)
 
 /* CRIU's own (the criu binary exports its symbols). */
 extern int add_inventory_plugin(const char *name);
+
+/*
+ * Decompressed frames of every page file this process reads, one budget
+ * for all layers: lazy-pages reads a chain's layers by turns.
+ */
+#define READ_CACHE_FRAMES 64
+
+static struct uffdwp_fcache *read_cache;
+static unsigned int nr_readers;
 
 static int run_stage = -1;
 static bool in_inventory;
@@ -88,9 +100,19 @@ static int pages_close(void *priv, int status)
 		}
 	}
 	uffdwp_cpages_writer__free(p->w);
-	uffdwp_cpages_reader__free(p->r);
+	if (p->r) {
+		uffdwp_cpages_reader__free(p->r);
+		nr_readers--;
+	}
 	free(p);
 	return err;
+}
+
+static bool verify_at_open(void)
+{
+	const char *s = getenv("UFFDWP_CRIU_VERIFY");
+
+	return s && *s && strcmp(s, "0");
 }
 
 static void writer_opts(struct uffdwp_img_opts *o)
@@ -138,19 +160,33 @@ int uffdwp_criu_pages__open(int dir_fd, uint32_t pages_id, int flags, struct cr_
 		}
 		io->write = pages_write;
 	} else {
-		err = uffdwp_cpages_reader__open(dir_fd, pages_id, 0, &p->r);
+		if (!read_cache) {
+			read_cache = uffdwp_fcache__new(READ_CACHE_FRAMES);
+			if (!read_cache) {
+				free(p);
+				return -ENOMEM;
+			}
+		}
+		err = uffdwp_cpages_reader__open(dir_fd, pages_id, read_cache, &p->r);
 		if (err) {
 			free(p);
 			/* No page file of ours: CRIU's own pages-<id>.img. */
 			return err == -ENOENT ? -ENOTSUP : err;
 		}
+		nr_readers++;
 		/*
-		 * Lazy restore and a page server hand pages out long after
-		 * the restore began: check every frame now, so that a damaged
-		 * image is refused at the start and not in the middle.
+		 * Every frame's CRC32C is checked when it is read. Lazy
+		 * restore and a page server hand pages out long after the
+		 * restore began, so a damaged frame is found then: lazy-pages
+		 * poisons the pages it did not serve and the task gets
+		 * SIGBUS, it never runs on wrong memory. Checking every frame
+		 * at the start instead (UFFDWP_CRIU_VERIFY=1) refuses a
+		 * damaged image before the tree runs, but reads the whole
+		 * chain first: what lazy restore is there to avoid.
 		 */
-		if (run_stage == CR_PLUGIN_STAGE__LAZY_PAGES ||
-		    run_stage == CR_PLUGIN_STAGE__PAGE_SERVER) {
+		if ((run_stage == CR_PLUGIN_STAGE__LAZY_PAGES ||
+		     run_stage == CR_PLUGIN_STAGE__PAGE_SERVER) &&
+		    verify_at_open()) {
 			err = uffdwp_cpages_reader__verify(p->r);
 			if (err) {
 				pages_close(p, -1);
@@ -190,5 +226,18 @@ void uffdwp_criu_pages__fini(void)
 	if (nr_written)
 		pr_info("pages: %u images, %" PRIu64 " bytes of pages stored in %" PRIu64 "\n",
 			nr_written, total_raw, total_stored);
+	if (read_cache) {
+		struct uffdwp_fcache_stats st;
+
+		uffdwp_fcache__stats(read_cache, &st);
+		pr_info("pages: %" PRIu64 " frames decompressed, %" PRIu64
+			" reads from the cache\n",
+			st.loads, st.hits);
+		/* CRIU may close page reads after the plugins' fini. */
+		if (!nr_readers) {
+			uffdwp_fcache__free(read_cache);
+			read_cache = NULL;
+		}
+	}
 #endif
 }

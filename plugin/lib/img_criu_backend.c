@@ -13,6 +13,7 @@
 #include "img.h"
 #include "img_crc.h"
 #include "img_criu_backend.h"
+#include "img_fcache.h"
 #include "img_zstd.h"
 
 #define LOG_PREFIX "img: "
@@ -171,25 +172,18 @@ void uffdwp_cpages_writer__free(struct uffdwp_cpages_writer *w)
 
 /* ------------------------------------------------------------------ reader */
 
-struct cpages_ent {
-	uint8_t *buf;
-	uint64_t stamp; /* 0: empty */
-	uint32_t frame;
-};
-
 struct uffdwp_cpages_reader {
 	int fd;
 	struct uffdwp_ztable zt;
+	struct uffdwp_fcache *fc;
+	bool own_fc;
+	uint64_t key;
 	pthread_mutex_t lock;
-	struct cpages_ent *ents;
-	unsigned int nr_ents;
-	uint64_t clock;
-	ZSTD_DCtx *dctx;
-	void *cbuf;
+	void *cbuf; /* __verify() */
 	char path[PATH_MAX + NAME_MAX + 2];
 };
 
-int uffdwp_cpages_reader__open(int dir_fd, uint32_t id, unsigned int cache_frames,
+int uffdwp_cpages_reader__open(int dir_fd, uint32_t id, struct uffdwp_fcache *fc,
 			       struct uffdwp_cpages_reader **out)
 {
 	struct uffdwp_cpages_reader *r;
@@ -212,14 +206,16 @@ int uffdwp_cpages_reader__open(int dir_fd, uint32_t id, unsigned int cache_frame
 	err = uffdwp_ztable__load(&r->zt, r->fd, r->path, UFFDWP_IMG_MAX_FRAME);
 	if (err)
 		goto err;
-	r->nr_ents = cache_frames ? cache_frames : CPAGES_DEF_CACHE;
-	r->ents = calloc(r->nr_ents, sizeof(*r->ents));
-	r->cbuf = malloc(r->zt.max_csize ? r->zt.max_csize : 1);
-	r->dctx = ZSTD_createDCtx();
-	if (!r->ents || !r->cbuf || !r->dctx) {
-		err = -ENOMEM;
-		goto err;
+	r->fc = fc;
+	if (!r->fc) {
+		r->fc = uffdwp_fcache__new(CPAGES_DEF_CACHE);
+		if (!r->fc) {
+			err = -ENOMEM;
+			goto err;
+		}
+		r->own_fc = true;
 	}
+	r->key = uffdwp_fcache__key(r->fc);
 	*out = r;
 	return 0;
 err:
@@ -237,42 +233,9 @@ const char *uffdwp_cpages_reader__path(const struct uffdwp_cpages_reader *r)
 	return r->path;
 }
 
-static int get_frame(struct uffdwp_cpages_reader *r, uint32_t frame, const uint8_t **out)
-{
-	struct cpages_ent *e, *victim = &r->ents[0];
-	unsigned int i;
-	long n;
-
-	for (i = 0; i < r->nr_ents; i++) {
-		e = &r->ents[i];
-		if (e->stamp && e->frame == frame) {
-			e->stamp = ++r->clock;
-			*out = e->buf;
-			return 0;
-		}
-		if (e->stamp < victim->stamp)
-			victim = e;
-	}
-	e = victim;
-	e->stamp = 0;
-	if (!e->buf) {
-		e->buf = malloc(r->zt.max_rsize);
-		if (!e->buf)
-			return -ENOMEM;
-	}
-	n = uffdwp_zframe__load(&r->zt, r->fd, r->path, frame, r->dctx, r->cbuf, e->buf);
-	if (n < 0)
-		return n;
-	e->frame = frame;
-	e->stamp = ++r->clock;
-	*out = e->buf;
-	return 0;
-}
-
 int uffdwp_cpages_reader__read(struct uffdwp_cpages_reader *r, void *buf, uint64_t len,
 			       uint64_t off)
 {
-	const uint8_t *f = NULL;
 	uint8_t *p = buf;
 	uint64_t fstart, fend, n;
 	long idx;
@@ -283,28 +246,24 @@ int uffdwp_cpages_reader__read(struct uffdwp_cpages_reader *r, void *buf, uint64
 		       r->path, len, off, uffdwp_cpages_reader__size(r));
 		return -ERANGE;
 	}
-	pthread_mutex_lock(&r->lock);
 	while (len) {
 		idx = uffdwp_ztable__find(&r->zt, off / UFFDWP_IMG_PAGE_SIZE);
-		if (idx < 0) {
-			err = -ERANGE;
-			break;
-		}
-		err = get_frame(r, idx, &f);
-		if (err)
-			break;
+		if (idx < 0)
+			return -ERANGE;
 		fstart = r->zt.rpage[idx] * UFFDWP_IMG_PAGE_SIZE;
 		fend = r->zt.rpage[idx + 1] * UFFDWP_IMG_PAGE_SIZE;
 		n = fend - off;
 		if (n > len)
 			n = len;
-		memcpy(p, f + (off - fstart), n);
+		err = uffdwp_fcache__read(r->fc, r->key, &r->zt, r->fd, r->path, idx, off - fstart,
+					  p, n);
+		if (err)
+			return err;
 		p += n;
 		off += n;
 		len -= n;
 	}
-	pthread_mutex_unlock(&r->lock);
-	return err;
+	return 0;
 }
 
 int uffdwp_cpages_reader__verify(struct uffdwp_cpages_reader *r)
@@ -314,6 +273,12 @@ int uffdwp_cpages_reader__verify(struct uffdwp_cpages_reader *r)
 	int err = 0;
 
 	pthread_mutex_lock(&r->lock);
+	if (!r->cbuf)
+		r->cbuf = malloc(r->zt.max_csize ? r->zt.max_csize : 1);
+	if (!r->cbuf) {
+		pthread_mutex_unlock(&r->lock);
+		return -ENOMEM;
+	}
 	for (i = 0; i < r->zt.nframes; i++) {
 		off = r->zt.coff[i];
 		csize = r->zt.coff[i + 1] - off;
@@ -336,16 +301,14 @@ int uffdwp_cpages_reader__verify(struct uffdwp_cpages_reader *r)
 
 void uffdwp_cpages_reader__free(struct uffdwp_cpages_reader *r)
 {
-	unsigned int i;
-
 	if (!r)
 		return;
-	if (r->ents)
-		for (i = 0; i < r->nr_ents; i++)
-			free(r->ents[i].buf);
-	free(r->ents);
+	if (r->fc) {
+		uffdwp_fcache__forget(r->fc, r->key);
+		if (r->own_fc)
+			uffdwp_fcache__free(r->fc);
+	}
 	free(r->cbuf);
-	ZSTD_freeDCtx(r->dctx);
 	uffdwp_ztable__fini(&r->zt);
 	if (r->fd > 0)
 		close(r->fd);

@@ -47,13 +47,16 @@ void uffdwp_cpages_writer__free(struct uffdwp_cpages_writer *w);
 
 struct uffdwp_cpages_reader;
 
+struct uffdwp_fcache;
+
 /*
  * Open the page file of pages image @id in @dir_fd and check its seek
- * table. @cache_frames decompressed frames are kept (0: 16). Returns 0 and
+ * table. Decompressed frames are kept in @fc, shared with other readers,
+ * or, if NULL, in a cache of the reader's own (16 frames). Returns 0 and
  * *@out, -ENOENT when there is no such file (the image is CRIU's own),
  * -EBADMSG (corrupt; the message names the file and offset), or -errno.
  */
-int uffdwp_cpages_reader__open(int dir_fd, uint32_t id, unsigned int cache_frames,
+int uffdwp_cpages_reader__open(int dir_fd, uint32_t id, struct uffdwp_fcache *fc,
 			       struct uffdwp_cpages_reader **out);
 /* Raw bytes the file holds. */
 uint64_t uffdwp_cpages_reader__size(const struct uffdwp_cpages_reader *r);

@@ -6,73 +6,52 @@
 #include <string.h>
 
 #include "img.h"
+#include "img_fcache.h"
 #include "img_priv.h"
 #include "img_zstd.h"
 
 #define LOG_PREFIX "img: "
 #include "log.h"
 
-#define PAGESRC_DEF_CACHE 16
-
-struct cache_ent {
-	uint8_t *buf;
-	size_t cap;
-	uint64_t stamp; /* 0: empty */
-	uint32_t level;
-	uint32_t frame;
-};
-
 struct uffdwp_pagesrc {
 	struct uffdwp_chain *c;
 	pthread_mutex_t lock;
-	struct cache_ent *ents;
-	unsigned int nr_ents;
-	uint64_t clock;
-	ZSTD_DCtx *dctx;
-	void *cbuf;
+	struct uffdwp_fcache *fc;
+	uint64_t *keys; /* of each image of the chain in fc */
 	struct uffdwp_pagesrc_stats st;
 };
 
 struct uffdwp_pagesrc *uffdwp_pagesrc__new(struct uffdwp_chain *c, unsigned int cache_frames)
 {
 	struct uffdwp_pagesrc *ps;
-	uint32_t max_c = 1;
 	size_t i;
 
 	ps = calloc(1, sizeof(*ps));
 	if (!ps)
 		return NULL;
 	ps->c = c;
-	ps->nr_ents = cache_frames ? cache_frames : PAGESRC_DEF_CACHE;
-	for (i = 0; i < uffdwp_chain__length(c); i++)
-		if (uffdwp_chain__image(c, i)->zt.max_csize > max_c)
-			max_c = uffdwp_chain__image(c, i)->zt.max_csize;
-	ps->ents = calloc(ps->nr_ents, sizeof(*ps->ents));
-	ps->cbuf = malloc(max_c);
-	ps->dctx = ZSTD_createDCtx();
-	if (!ps->ents || !ps->cbuf || !ps->dctx) {
-		uffdwp_pagesrc__free(ps);
+	ps->fc = uffdwp_fcache__new(cache_frames);
+	ps->keys = calloc(uffdwp_chain__length(c), sizeof(*ps->keys));
+	if (!ps->fc || !ps->keys) {
+		uffdwp_fcache__free(ps->fc);
+		free(ps->keys);
+		free(ps);
 		errno = ENOMEM;
 		return NULL;
 	}
+	for (i = 0; i < uffdwp_chain__length(c); i++)
+		ps->keys[i] = uffdwp_fcache__key(ps->fc);
 	pthread_mutex_init(&ps->lock, NULL);
 	return ps;
 }
 
 void uffdwp_pagesrc__free(struct uffdwp_pagesrc *ps)
 {
-	unsigned int i;
-
 	if (!ps)
 		return;
-	if (ps->ents) {
-		for (i = 0; i < ps->nr_ents; i++)
-			free(ps->ents[i].buf);
-		pthread_mutex_destroy(&ps->lock);
-	}
-	free(ps->ents);
-	free(ps->cbuf);
-	ZSTD_freeDCtx(ps->dctx);
+	uffdwp_fcache__free(ps->fc);
+	free(ps->keys);
+	pthread_mutex_destroy(&ps->lock);
 	free(ps);
 }
 
@@ -124,52 +103,10 @@ int uffdwp_pagesrc__locate(struct uffdwp_pagesrc *ps, uint32_t kind, uint64_t id
 	return err;
 }
 
-/* The decompressed frame @frame of chain image @level, from the cache or loaded into it. */
-static int get_frame(struct uffdwp_pagesrc *ps, uint32_t level, uint32_t frame, const uint8_t **out)
-{
-	struct uffdwp_img *img = uffdwp_chain__image(ps->c, level);
-	struct cache_ent *e, *victim = &ps->ents[0];
-	unsigned int i;
-	long r;
-
-	for (i = 0; i < ps->nr_ents; i++) {
-		e = &ps->ents[i];
-		if (e->stamp && e->level == level && e->frame == frame) {
-			e->stamp = ++ps->clock;
-			ps->st.frame_hits++;
-			*out = e->buf;
-			return 0;
-		}
-		if (e->stamp < victim->stamp)
-			victim = e;
-	}
-	e = victim;
-	e->stamp = 0;
-	if (e->cap < img->zt.max_rsize) {
-		free(e->buf);
-		e->cap = 0;
-		e->buf = malloc(img->zt.max_rsize);
-		if (!e->buf)
-			return -ENOMEM;
-		e->cap = img->zt.max_rsize;
-	}
-	r = uffdwp_zframe__load(&img->zt, img->pages_fd, img->pages_path, frame, ps->dctx, ps->cbuf,
-				e->buf);
-	if (r < 0)
-		return r;
-	e->level = level;
-	e->frame = frame;
-	e->stamp = ++ps->clock;
-	ps->st.frame_loads++;
-	*out = e->buf;
-	return 0;
-}
-
 static int copy_data(struct uffdwp_pagesrc *ps, uint32_t level, uint64_t dp, uint8_t *buf,
 		     uint64_t nr)
 {
 	struct uffdwp_img *img = uffdwp_chain__image(ps->c, level);
-	const uint8_t *f = NULL;
 	uint64_t n;
 	long idx;
 	int err;
@@ -181,14 +118,15 @@ static int copy_data(struct uffdwp_pagesrc *ps, uint32_t level, uint64_t dp, uin
 			       img->pages_path, dp);
 			return -EBADMSG;
 		}
-		err = get_frame(ps, level, idx, &f);
-		if (err)
-			return err;
 		n = img->zt.rpage[idx + 1] - dp;
 		if (n > nr)
 			n = nr;
-		memcpy(buf, f + (dp - img->zt.rpage[idx]) * UFFDWP_IMG_PAGE_SIZE,
-		       n * UFFDWP_IMG_PAGE_SIZE);
+		err = uffdwp_fcache__read(ps->fc, ps->keys[level], &img->zt, img->pages_fd,
+					  img->pages_path, idx,
+					  (dp - img->zt.rpage[idx]) * UFFDWP_IMG_PAGE_SIZE, buf,
+					  n * UFFDWP_IMG_PAGE_SIZE);
+		if (err)
+			return err;
 		buf += n * UFFDWP_IMG_PAGE_SIZE;
 		dp += n;
 		nr -= n;
@@ -230,5 +168,10 @@ int uffdwp_pagesrc__read(struct uffdwp_pagesrc *ps, uint32_t kind, uint64_t id, 
 
 void uffdwp_pagesrc__stats(const struct uffdwp_pagesrc *ps, struct uffdwp_pagesrc_stats *st)
 {
+	struct uffdwp_fcache_stats fst;
+
+	uffdwp_fcache__stats(ps->fc, &fst);
 	*st = ps->st;
+	st->frame_hits = fst.hits;
+	st->frame_loads = fst.loads;
 }

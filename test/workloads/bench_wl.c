@@ -6,7 +6,7 @@
  * Driven by signals and answering through files in DIR, like criu_wl: no
  * descriptor to the benchmark stays open across a dump.
  *
- *   bench_wl [-H] [-S] [-c] [-s SEED] DIR PAGES RATE BATCH
+ *   bench_wl [-H] [-S] [-c] [-l] [-s SEED] DIR PAGES RATE BATCH
  *
  * Maps PAGES pages (4 KiB pages, MADV_NOHUGEPAGE; -H: MADV_HUGEPAGE; -S:
  * anonymous shared memory, MAP_SHARED, instead of private), fills
@@ -23,6 +23,10 @@
  * Write n (from 0) goes to page pick(n) and fills it with the words of
  * seed n + 1; seed 0 is the initial fill. What a page holds is recomputed
  * from N alone.
+ * With -l (gated mode) each answer to SIGUSR1 is preceded by DIR/lat: how
+ * long the writes of that batch took that went to a page not in memory
+ * (mincore() just before), "COUNT P50 P90 P99 MAX" in ns: after a lazy
+ * restore, the time a page fault took to be served, as the task sees it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +49,8 @@ static uint64_t npages, seed = 1;
 static double rate;
 static uint64_t batch;
 static bool continuous;
+static uint64_t *lat; /* -l: ns of each write of the current batch */
+static uint64_t nlat;
 
 /* In the region's neighbourhood of memory, dumped with everything else. */
 static _Atomic uint64_t nwritten; /* writes completed */
@@ -168,10 +174,15 @@ static void *writer(void *arg)
 			pthread_mutex_unlock(&lock);
 		}
 		for (i = 0; i < todo; i++) {
-			uint64_t n = atomic_load(&nwritten);
+			uint64_t n = atomic_load(&nwritten), page = pick(n), t0 = 0;
+			unsigned char in = 1;
 
-			fill(n + 1, pick(n));
+			if (lat && !mincore(mem + page * PG, PG, &in) && !(in & 1))
+				t0 = now_ns();
+			fill(n + 1, page);
 			atomic_store(&nwritten, n + 1);
+			if (t0 && nlat < batch)
+				lat[nlat++] = now_ns() - t0;
 		}
 		if (!continuous && todo) {
 			pthread_mutex_lock(&lock);
@@ -181,6 +192,27 @@ static void *writer(void *arg)
 			pthread_mutex_unlock(&lock);
 		}
 	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* DIR/lat for the batch just written (the writer waits for the next grant). */
+static void answer_latency(void)
+{
+	uint64_t n = nlat;
+
+	qsort(lat, n, sizeof(*lat), cmp_u64);
+	wl_answer(dir, false, "lat", "%llu %llu %llu %llu %llu\n", (unsigned long long)n,
+		  (unsigned long long)(n ? lat[n / 2] : 0),
+		  (unsigned long long)(n ? lat[n * 9 / 10] : 0),
+		  (unsigned long long)(n ? lat[n * 99 / 100] : 0),
+		  (unsigned long long)(n ? lat[n - 1] : 0));
+	nlat = 0;
 }
 
 static int verify(pthread_t th)
@@ -222,7 +254,7 @@ static int verify(pthread_t th)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench_wl [-H] [-S] [-c] [-s SEED] DIR PAGES RATE BATCH\n");
+	fprintf(stderr, "usage: bench_wl [-H] [-S] [-c] [-l] [-s SEED] DIR PAGES RATE BATCH\n");
 	exit(2);
 }
 
@@ -233,8 +265,13 @@ int main(int argc, char **argv)
 	sigset_t set;
 	uint64_t i;
 
-	while ((opt = getopt(argc, argv, "HScs:")) != -1) {
+	bool measure = false;
+
+	while ((opt = getopt(argc, argv, "HScls:")) != -1) {
 		switch (opt) {
+		case 'l':
+			measure = true;
+			break;
 		case 'H':
 			advice = MADV_HUGEPAGE;
 			break;
@@ -257,8 +294,13 @@ int main(int argc, char **argv)
 	npages = strtoull(argv[optind + 1], NULL, 0);
 	rate = strtod(argv[optind + 2], NULL);
 	batch = strtoull(argv[optind + 3], NULL, 0);
-	if (!npages || rate < 0)
+	if (!npages || rate < 0 || (measure && continuous))
 		usage();
+	if (measure) {
+		lat = calloc(batch ? batch : 1, sizeof(*lat));
+		if (!lat)
+			wl_die("calloc");
+	}
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -287,6 +329,8 @@ int main(int argc, char **argv)
 				pthread_cond_broadcast(&cond);
 				while (budget)
 					pthread_cond_wait(&cond, &lock);
+				if (lat)
+					answer_latency();
 			}
 			pthread_mutex_unlock(&lock);
 			wl_answer(dir, false, "step", "%u %llu\n", grants,
