@@ -3,7 +3,9 @@
 # The built-in demo: a workload that keeps writing a few pages of a 64 MiB
 # heap, tracked with async uffd-wp over three iterations, as a pre-copy
 # migration would see it; then a base snapshot and two deltas of it into a
-# temporary directory, the chain's sizes, and a check of every checksum.
+# temporary directory, the chain's sizes, and a check of every checksum;
+# then, with CRIU built (make setup), a live migration between two network
+# namespaces (scripts/demo-migrate).
 # Needs root (ptrace, pidfd_getfd) and Linux 6.7+: run by a user, it runs
 # itself again under sudo.
 set -euo pipefail
@@ -57,3 +59,11 @@ echo "== uffdwp img stats: the chain, newest first"
 $U img stats "$SNAPS/2" | grep -v '^    '
 echo "== uffdwp img verify: every checksum of the chain"
 $U img verify "$SNAPS/2"
+
+CRIU=${CRIU:-$BUILD/criu-uffdwp/sbin/criu}
+if [ -x "$CRIU" ] && [ -f "$BUILD/uffdwp_plugin.so" ]; then
+	echo "== uffdwp migrate: the main job, a live workload moved to another host with CRIU"
+	CRIU=$CRIU scripts/demo-migrate --build "$BUILD" --lazy-restore
+else
+	echo "== uffdwp migrate: skipped, no CRIU with criu-patches/ at $CRIU ('make setup' builds it)"
+fi
