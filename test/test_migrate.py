@@ -374,6 +374,13 @@ def test_postcopy_source_dies_after_cutover(mig, lazy_pipes):
     assert ok, ans
 
 
+def redis_clients(hosts):
+    """The TCP sockets of redis's port on the source, but the listening one."""
+    r = subprocess.run(hosts.on(hosts.src) + ["ss", "-Htan", f"sport = :{REDIS_PORT}"],
+                       capture_output=True, text=True, timeout=30, check=True)
+    return [l for l in r.stdout.splitlines() if not l.startswith("LISTEN")]
+
+
 @pytest.mark.parametrize("mode", ["precopy", "postcopy"])
 def test_migrate_redis(mig, tmp_path, mode, request):
     """redis filled and written by a client during the pre-dumps: DBSIZE and
@@ -390,8 +397,10 @@ def test_migrate_redis(mig, tmp_path, mode, request):
         mig.start_dest()
         src = subprocess.Popen(mig.source_cmd(r.root, extra), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        # One client writes while the first pre-dumps run, then goes (an
-        # established connection would need --tcp-established).
+        # One client writes while the first pre-dumps run, then goes: an
+        # established connection would need --tcp-established, so the
+        # source is held between two runs until redis has closed every
+        # client socket (ours that read the state included).
         writer = subprocess.Popen(
             mig.hosts.on(mig.hosts.src) + ["redis-benchmark", "-p", str(REDIS_PORT), "-q",
                                            "-n", "100000000", "-c", "1", "-r", "200000",
@@ -399,15 +408,50 @@ def test_migrate_redis(mig, tmp_path, mode, request):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for(lambda: (mig.base / "src" / "3").exists() or src.poll() is not None,
                   "pre-dump 3", timeout=120)
-        writer.kill()
-        writer.wait()
-        before = r.state(mig.hosts.src)
+        os.kill(src.pid, signal.SIGSTOP)
+        try:
+            writer.kill()
+            writer.wait()
+            _wait_for(lambda: not [c for c in children(src.pid) if "criu" in cmdline(c)[0]],
+                      "the CRIU run in progress to end", timeout=120)
+            before = r.state(mig.hosts.src)
+            _wait_for(lambda: not redis_clients(mig.hosts), "redis to close its clients")
+        finally:
+            os.kill(src.pid, signal.SIGCONT)
         out, err = src.communicate(timeout=240)
         drc, _, derr = mig.finish_dest()
         assert src.returncode == 0 and drc == 0, err + derr
         assert int(before[0]) > 100000, before
         assert r.state(mig.hosts.dst) == before
     finally:
+        r.close(mig.restored)
+
+
+def test_postcopy_final_dump_fails(mig, tmp_path, lazy_pipes):
+    """A lazy final dump that fails before it is ready (an established TCP
+    connection without --tcp-established) is the dump's failure: rolled
+    back with CRIU's reason, the destination never asked to restore."""
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("no redis-server/redis-cli (Debian redis-server, redis-tools)")
+    r = Redis(mig.hosts, tmp_path)
+    client = None
+    try:
+        client = subprocess.Popen(mig.hosts.on(mig.hosts.src) +
+                                  ["redis-cli", "-p", str(REDIS_PORT)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        _wait_for(lambda: redis_clients(mig.hosts), "the client connected")
+        mig.start_dest()
+        rc, recs, err = mig.run_source(r.root, ["--postcopy", "--max-iterations", "1"])
+        drc, _, derr = mig.finish_dest()
+        assert rc == 1, err
+        assert "criu dump" in err and "TCP" in err, err
+        assert "restore" not in derr, derr
+        assert r.cli(mig.hosts.src, "ping") == "PONG"
+    finally:
+        if client:
+            client.kill()
+            client.wait()
         r.close(mig.restored)
 
 

@@ -115,8 +115,18 @@ int mig_child__wait_status(struct mig_child *c, int status_fd, int timeout_ms,
 		n = poll(p, 2, 100);
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		if (n > 0 && p[0].revents)
-			return 0;
+		if (n > 0 && p[0].revents) {
+			char b;
+
+			if (read(status_fd, &b, 1) == 1)
+				return 0;
+			/*
+			 * Closed without the byte: CRIU failed (or exited)
+			 * before it was ready. Its exit code says why.
+			 */
+			n = mig_child__wait(c, timeout_ms >= 0 ? timeout_ms - waited : -1, signals);
+			return n ? n : -EPIPE;
+		}
 		if (n > 0 && p[1].revents)
 			return reap(c);
 		if (signals && *signals >= 2)
@@ -125,6 +135,21 @@ int mig_child__wait_status(struct mig_child *c, int status_fd, int timeout_ms,
 		if (timeout_ms >= 0 && waited >= timeout_ms)
 			return -ETIMEDOUT;
 	}
+}
+
+int mig_wait_gone(pid_t pid, int timeout_ms)
+{
+	struct pollfd p = {.events = POLLIN};
+	int n;
+
+	p.fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (p.fd < 0)
+		return errno == ESRCH ? 0 : -errno;
+	do
+		n = poll(&p, 1, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	close(p.fd);
+	return n > 0 ? 0 : n == 0 ? -ETIMEDOUT : -errno;
 }
 
 int mig_child__running(struct mig_child *c)

@@ -30,9 +30,15 @@ struct mig_child {
 int mig_child__spawn(struct mig_child *c, char *const argv[], const int *keep, int nr_keep,
 		     int out_fd);
 /*
- * Wait until the child writes to (or closes) the status pipe @status_fd,
- * CRIU's --status-fd: 0 when it did, the child's exit code (as wait) if
- * it ended first, -ETIMEDOUT, or -errno.
+ * Wait until @pid (not a child of ours) has exited: 0, -ETIMEDOUT after
+ * @timeout_ms, or -errno.
+ */
+int mig_wait_gone(pid_t pid, int timeout_ms);
+/*
+ * Wait until the child writes its byte to the status pipe @status_fd,
+ * CRIU's --status-fd: 0 when it did; the child's exit code (as wait) if
+ * it ended or closed the pipe without writing (-EPIPE if that code is 0);
+ * -ETIMEDOUT, or -errno.
  */
 int mig_child__wait_status(struct mig_child *c, int status_fd, int timeout_ms,
 			   volatile sig_atomic_t *signals);
