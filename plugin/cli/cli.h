@@ -74,6 +74,19 @@ void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *cli_first_error(void);
 const char *cli_last_error(void);
 
+/*
+ * Numbers, the one parser of every command: 0 or -EINVAL (not a number)
+ * or -ERANGE (outside [min, max]); nothing printed. CLI_NUM_SUFFIX takes
+ * K, M and G (binary); CLI_NUM_HEX reads hexadecimal with or without 0x,
+ * as img show and /proc/PID/maps print addresses; else 0x and 0 prefixes
+ * select hexadecimal and octal as in C.
+ */
+#define CLI_NUM_SUFFIX 0x1
+#define CLI_NUM_HEX    0x2
+int cli_num__u64(const char *s, unsigned int flags, uint64_t min, uint64_t max, uint64_t *v);
+int cli_num__int(const char *s, long min, long max, int *v);
+int cli_num__double(const char *s, double min, double max, double *v);
+
 /* Parse a pid argument; prints the error and returns -1 if it is not one. */
 int cli_parse_pid(const char *arg);
 

@@ -108,16 +108,13 @@ static int count_fds(pid_t pid)
 
 static int parse_count(const char *arg)
 {
-	char *end;
-	long v;
+	int v;
 
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno || end == arg || *end || v <= 0 || v > 1000000) {
+	if (cli_num__int(arg, 1, 1000000, &v)) {
 		fprintf(stderr, "uffdwp: '%s' is not a count\n", arg);
 		return -1;
 	}
-	return (int)v;
+	return v;
 }
 
 static int debug_probe(void)

@@ -43,32 +43,7 @@ static const char write_usage[] =
 
 static int parse_u64(const char *s, uint64_t *v)
 {
-	char *end;
-
-	errno = 0;
-	*v = strtoull(s, &end, 0);
-	if (errno || end == s || *s == '-') {
-		cli_err("img: '%s' is not a number\n", s);
-		return -1;
-	}
-	switch (*end) {
-	case 'k':
-	case 'K':
-		*v <<= 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		*v <<= 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		*v <<= 30;
-		end++;
-		break;
-	}
-	if (*end) {
+	if (cli_num__u64(s, CLI_NUM_SUFFIX, 0, UINT64_MAX, v)) {
 		cli_err("img: '%s' is not a number\n", s);
 		return -1;
 	}
@@ -77,15 +52,7 @@ static int parse_u64(const char *s, uint64_t *v)
 
 static int parse_int(const char *s, int *v)
 {
-	char *end;
-	long x;
-
-	errno = 0;
-	x = strtol(s, &end, 10);
-	if (errno || end == s || *end || x < -1000 || x > 1000)
-		return -1;
-	*v = (int)x;
-	return 0;
+	return cli_num__int(s, -1000, 1000, v);
 }
 
 static const char *kind_name(uint32_t kind)
@@ -606,14 +573,7 @@ static int read_out(struct uffdwp_pagesrc *ps, const struct img_args *a, int fd,
 /* An address as img show and /proc/PID/maps print it: hexadecimal, 0x optional. */
 static int parse_addr(const char *s, uint64_t *v)
 {
-	const char *p = s;
-	char *end;
-
-	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'))
-		p += 2;
-	errno = 0;
-	*v = strtoull(p, &end, 16);
-	if (errno || end == p || *end || *p == '-' || *p == '+') {
+	if (cli_num__u64(s, CLI_NUM_HEX, 0, UINT64_MAX, v)) {
 		cli_err("img read: '%s' is not an address (hexadecimal, as img show prints it)\n",
 			s);
 		return -1;

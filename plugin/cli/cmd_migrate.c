@@ -274,11 +274,7 @@ static void print_summary(int ret, const struct uffdwp_migrate_report *r, bool s
 
 static int parse_num(const char *opt, const char *arg, double min, double max, double *v)
 {
-	char *end;
-
-	errno = 0;
-	*v = strtod(arg, &end);
-	if (errno || end == arg || *end || *v < min || *v > max) {
+	if (cli_num__double(arg, min, max, v)) {
 		cli_err("%s '%s': not a number in [%g, %g]", opt, arg, min, max);
 		return -1;
 	}

@@ -75,21 +75,9 @@ const struct cli_cmd cli_snap = {
 
 static int parse_size(const char *s, uint32_t *v)
 {
-	unsigned long long x;
-	char *end;
+	uint64_t x;
 
-	errno = 0;
-	x = strtoull(s, &end, 0);
-	if (errno || end == s || *s == '-')
-		return -1;
-	if (*end == 'k' || *end == 'K') {
-		x <<= 10;
-		end++;
-	} else if (*end == 'm' || *end == 'M') {
-		x <<= 20;
-		end++;
-	}
-	if (*end || x > UINT32_MAX)
+	if (cli_num__u64(s, CLI_NUM_SUFFIX, 0, UINT32_MAX, &x))
 		return -1;
 	*v = (uint32_t)x;
 	return 0;
@@ -97,15 +85,7 @@ static int parse_size(const char *s, uint32_t *v)
 
 static int parse_int(const char *s, int *v)
 {
-	char *end;
-	long x;
-
-	errno = 0;
-	x = strtol(s, &end, 10);
-	if (errno || end == s || *end || x < -1000 || x > 1000)
-		return -1;
-	*v = (int)x;
-	return 0;
+	return cli_num__int(s, -1000, 1000, v);
 }
 
 /* Returns -1 to go on, or the exit code (CLI_OK after --help). */

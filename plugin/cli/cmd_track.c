@@ -105,8 +105,7 @@ struct track_args {
 static int parse_args(int argc, char **argv, struct track_args *a)
 {
 	struct cli_parser p;
-	unsigned long v;
-	char *end;
+	uint64_t v;
 	int c, r;
 
 	memset(a, 0, sizeof(*a));
@@ -134,25 +133,20 @@ static int parse_args(int argc, char **argv, struct track_args *a)
 			a->recollapse = true;
 			break;
 		case OPT_IDLE:
-			errno = 0;
-			v = strtoul(optarg, &end, 10);
-			if (errno || end == optarg || *end || *optarg == '-' ||
-			    v > UINT_MAX / 1000) {
+			if (cli_num__u64(optarg, 0, 0, UINT_MAX / 1000, &v)) {
 				cli_err("bad --idle-timeout '%s' (seconds)\n", optarg);
 				return CLI_USAGE;
 			}
 			a->idle_timeout = (unsigned int)v;
 			break;
 		case OPT_INTERVAL:
-			a->interval = strtod(optarg, &end);
-			if (end == optarg || *end || !(a->interval > 0) || a->interval > 86400) {
+			if (cli_num__double(optarg, 1e-3, 86400, &a->interval)) {
 				cli_err("bad --interval '%s' (seconds)\n", optarg);
 				return CLI_USAGE;
 			}
 			break;
 		case OPT_COUNT:
-			a->count = atoi(optarg);
-			if (a->count <= 0) {
+			if (cli_num__int(optarg, 1, 1000000, &a->count)) {
 				cli_err("bad --count '%s'\n", optarg);
 				return CLI_USAGE;
 			}
@@ -420,7 +414,6 @@ static int track_scan(struct track_args *a)
 
 static int track_commit(struct track_args *a)
 {
-	char *end;
 	uint64_t gen;
 	int err;
 
@@ -429,9 +422,7 @@ static int track_commit(struct track_args *a)
 		cli_usage(&cli_track, cli_find_sub(&cli_track, "commit"));
 		return CLI_USAGE;
 	}
-	errno = 0;
-	gen = strtoull(a->gen, &end, 10);
-	if (errno || end == a->gen || *end || !gen || *a->gen == '-') {
+	if (cli_num__u64(a->gen, 0, 1, UINT64_MAX, &gen)) {
 		cli_err("'%s' is not a scan number\n", a->gen);
 		return CLI_USAGE;
 	}

@@ -187,16 +187,13 @@ void cli_apply_verbose(void)
 
 int cli_parse_pid(const char *arg)
 {
-	char *end;
-	long v;
+	int v;
 
-	errno = 0;
-	v = strtol(arg, &end, 10);
-	if (errno || end == arg || *end || v <= 0 || v > INT_MAX) {
+	if (cli_num__int(arg, 1, INT_MAX, &v)) {
 		cli_err("'%s' is not a process id\n", arg);
 		return -1;
 	}
-	return (int)v;
+	return v;
 }
 
 /* The command named in @argv, and the global options before it taken out. */
