@@ -671,8 +671,8 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	/* Gone, not only signalled, when we say so: its resources are free. */
 	err = mig_wait_gone(o->pid, 10000);
 	if (err)
-		info(&s, "warning: the source tree's root %d did not exit after SIGKILL: %s", o->pid,
-		     uffdwp_strerror(-err));
+		info(&s, "warning: the source tree's root %d did not exit after SIGKILL: %s",
+		     o->pid, uffdwp_strerror(-err));
 	mig_out__init(&out, "BYE");
 	mig_out__send(&out, s.ctl);
 	rep->total_ms = (now_s() - s.t0) * 1e3;
