@@ -22,6 +22,7 @@
 
 #include "criu_run.h"
 #include "dirs.h"
+#include "events.h"
 #include "log.h"
 #include "migrate.h"
 #include "procfs.h"
@@ -57,20 +58,7 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void info(struct dst *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void info(struct dst *d, const char *fmt, ...)
-{
-	struct uffdwp_migrate_event ev = {.kind = MIG_EV_INFO};
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ev.message = msg;
-	if (d->o->cb)
-		d->o->cb(d->o->cb_arg, &ev);
-}
+#define info(d, ...) mig_event__info((d)->o->cb, (d)->o->cb_arg, __VA_ARGS__)
 
 /* Tell the source what failed (and keep the first reason for the report). */
 static int refuse(struct dst *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,21 +95,33 @@ static bool interrupted(struct dst *d)
 	return d->o->signals && *d->o->signals > 0;
 }
 
-/* Accept one connection on the listening socket, polling for interruption. */
-static int accept_one(struct dst *d, int timeout_ms)
+/*
+ * Wait until @fd is readable, looking for an interruption every 200 ms:
+ * 0, -ECANCELED, -ETIMEDOUT after @timeout_ms (<= 0: never) or -errno.
+ */
+static int wait_readable(struct dst *d, int fd, int timeout_ms)
 {
-	int waited = 0, err, sk;
+	int waited = 0, err;
 
 	for (;;) {
 		if (interrupted(d))
 			return -ECANCELED;
-		err = mig_wait_readable(d->lsk, 200, -1);
-		if (err == -ETIMEDOUT) {
-			waited += 200;
-			if (timeout_ms > 0 && waited >= timeout_ms)
-				return -ETIMEDOUT;
-			continue;
-		}
+		err = mig_wait_readable(fd, 200, -1);
+		if (err != -ETIMEDOUT)
+			return err;
+		waited += 200;
+		if (timeout_ms > 0 && waited >= timeout_ms)
+			return -ETIMEDOUT;
+	}
+}
+
+/* Accept one connection on the listening socket, polling for interruption. */
+static int accept_one(struct dst *d, int timeout_ms)
+{
+	int err, sk;
+
+	for (;;) {
+		err = wait_readable(d, d->lsk, timeout_ms);
 		if (err < 0)
 			return err;
 		sk = accept4(d->lsk, NULL, NULL, SOCK_CLOEXEC);
@@ -135,22 +135,9 @@ static int accept_one(struct dst *d, int timeout_ms)
 /* Receive a line, polling for interruption: as mig_recv(). */
 static int recv_line(struct dst *d, int sk, struct mig_msg *m, int timeout_ms)
 {
-	int waited = 0, err;
+	int err = wait_readable(d, sk, timeout_ms);
 
-	for (;;) {
-		if (interrupted(d))
-			return -ECANCELED;
-		err = mig_wait_readable(sk, 200, -1);
-		if (err == -ETIMEDOUT) {
-			waited += 200;
-			if (timeout_ms > 0 && waited >= timeout_ms)
-				return -ETIMEDOUT;
-			continue;
-		}
-		if (err < 0)
-			return err;
-		return mig_recv(sk, m, d->io_ms, -1);
-	}
+	return err < 0 ? err : mig_recv(sk, m, d->io_ms, -1);
 }
 
 static int hello(struct dst *d, struct mig_msg *m)

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "criu_run.h"
+#include "events.h"
 #include "dirs.h"
 #include "holder.h"
 #include "log.h"
@@ -57,23 +58,10 @@ static double now_s(void)
 
 static void emit(struct src *s, struct uffdwp_migrate_event *ev)
 {
-	if (s->o->cb)
-		s->o->cb(s->o->cb_arg, ev);
+	mig_event__emit(s->o->cb, s->o->cb_arg, ev);
 }
 
-static void info(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void info(struct src *s, const char *fmt, ...)
-{
-	struct uffdwp_migrate_event ev = {.kind = MIG_EV_INFO};
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ev.message = msg;
-	emit(s, &ev);
-}
+#define info(s, ...) mig_event__info((s)->o->cb, (s)->o->cb_arg, __VA_ARGS__)
 
 /* Record what failed (the first failure is the one to report); returns -1. */
 static int fail(struct src *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
