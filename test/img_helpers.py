@@ -272,19 +272,26 @@ def pb_fields(b):
     return out
 
 
-def read_criu_pagemap(dirname, name):
-    """Pages of one CRIU pagemap image: {page number: bytes}."""
-    with open(os.path.join(dirname, name), "rb") as f:
+def criu_img_records(path, magic=None):
+    """The protobuf records of a CRIU image, after its two magic words
+    (checked when @magic is given), each as pb_fields() decodes it."""
+    with open(path, "rb") as f:
         b = f.read()
     m1, m2 = struct.unpack_from("<II", b, 0)
-    assert (m1, m2) == (CRIU_IMG_COMMON_MAGIC, CRIU_PAGEMAP_MAGIC)
-    i = 8
-    recs = []
+    if magic is not None:
+        assert (m1, m2) == (CRIU_IMG_COMMON_MAGIC, magic), f"{path}: magic {m1:x} {m2:x}"
+    i, recs = 8, []
     while i < len(b):
         n = struct.unpack_from("<I", b, i)[0]
         recs.append(pb_fields(b[i + 4:i + 4 + n]))
         i += 4 + n
-    assert i == len(b)
+    assert i == len(b), f"{path}: a record runs past the end"
+    return recs
+
+
+def read_criu_pagemap(dirname, name):
+    """Pages of one CRIU pagemap image: {page number: bytes}."""
+    recs = criu_img_records(os.path.join(dirname, name), CRIU_PAGEMAP_MAGIC)
     pages_id = recs[0][1][0]
     with open(os.path.join(dirname, f"pages-{pages_id}.img"), "rb") as f:
         data = f.read()

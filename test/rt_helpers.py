@@ -9,13 +9,11 @@ import select
 import struct
 import time
 
-from img_helpers import pb_fields
+from img_helpers import CRIU_PAGEMAP_MAGIC, criu_img_records, pb_fields
 
 PAGE = 4096
 ETC_CRIU = "/etc/criu"
 PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
-IMG_COMMON_MAGIC = 0x54564319
-PAGEMAP_MAGIC = 0x56084025
 # Other worktrees' test runs may set /etc/criu up at the same time.
 LOCK = "/run/lock/uffdwp-etc-criu.lock"
 
@@ -70,25 +68,12 @@ def read_line(f, timeout, what):
     return buf.decode().strip()
 
 
-def _records(path, magic):
-    with open(path, "rb") as f:
-        b = f.read()
-    m1, m2 = struct.unpack_from("<II", b, 0)
-    assert (m1, m2) == (IMG_COMMON_MAGIC, magic), f"{path}: magic {m1:x} {m2:x}"
-    i, recs = 8, []
-    while i < len(b):
-        n = struct.unpack_from("<I", b, i)[0]
-        recs.append(pb_fields(b[i + 4:i + 4 + n]))
-        i += 4 + n
-    return recs
-
-
 def pagemap_pages(d):
     """Pages whose data are in the images of directory @d (not in a parent):
     a set of page addresses over all its pagemap-*.img, shared memory's too."""
     out = set()
     for p in glob.glob(os.path.join(d, "pagemap-*.img")):
-        for e in _records(p, PAGEMAP_MAGIC)[1:]:
+        for e in criu_img_records(p, CRIU_PAGEMAP_MAGIC)[1:]:
             # nr_pages (5) since CRIU 3.16, compat_nr_pages (2) before.
             vaddr, nr = e[1][0], e.get(5, e[2])[0]
             flags = e.get(4, [PE_PRESENT])[0]

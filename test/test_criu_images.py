@@ -12,14 +12,13 @@ against it; skips otherwise.
 import contextlib
 import os
 import re
-import struct
 import shutil
 import signal
 import subprocess
 
 import pytest
 
-from img_helpers import pb_fields
+from img_helpers import criu_img_records, pb_fields
 from test_criu import Tree, _free_port, _log_tail, _read, _wait_for, criu, plugdir  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
@@ -418,22 +417,10 @@ VMA_AREA_VSYSCALL, VMA_AREA_VDSO, VMA_AREA_VVAR = 1 << 2, 1 << 3, 1 << 12
 PE_PARENT, PE_LAZY = 1, 2
 
 
-def _img_entries(path):
-    """The protobuf records of a CRIU image (after its two magic words)."""
-    with open(path, "rb") as f:
-        b = f.read()
-    i, out = 8, []
-    while i < len(b):
-        n = struct.unpack_from("<I", b, i)[0]
-        out.append(pb_fields(b[i + 4:i + 4 + n]))
-        i += 4 + n
-    return out
-
-
 def _pagemap(d, pid):
     """[(vaddr, nr_pages, flags)] of pagemap-PID.img in d."""
     out = []
-    for e in _img_entries(os.path.join(d, f"pagemap-{pid}.img"))[1:]:
+    for e in criu_img_records(os.path.join(d, f"pagemap-{pid}.img"))[1:]:
         nr = (e.get(5) or e[2])[0]
         flags = e[4][0] if 4 in e else (PE_PARENT if e.get(3, [0])[0] else 4)
         out.append((e[1][0], nr, flags))
@@ -462,7 +449,7 @@ def _expected_lazy(top, pid):
         for v, (nr, fl) in ents.items():
             for j in range(nr):
                 pages[k][v + j * PAGE] = fl
-    mm = _img_entries(os.path.join(str(top), f"mm-{pid}.img"))[0]
+    mm = criu_img_records(os.path.join(str(top), f"mm-{pid}.img"))[0]
     vmas = [pb_fields(v) for v in mm.get(14, [])]
     lazy = parent = 0
     for addr, fl in pages[0].items():
