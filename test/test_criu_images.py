@@ -497,6 +497,8 @@ def _check_lazy_chain(t, d, predumps):
     for pid, (n,) in found.items():
         want_lazy, want_parent = _expected_lazy(d, pid)
         assert n == want_lazy, (pid, n, want_lazy)
+        # Every task of criu_wl has private anonymous memory to restore lazily.
+        assert n > 0, (pid, "no lazy pages", _log_tail(d / "lazy-pages.log"))
         assert parent[pid] == (want_parent,), (pid, parent[pid], want_parent)
         # All of them came on fault or by the background fill, none was dropped.
         assert done[pid] == (n, n), (pid, done[pid])
@@ -540,6 +542,29 @@ def test_lazy_chain(itree, where, images, predumps):
         assert "Read from parent" in lp
         if images != "raw":
             assert "Read page from plugin" in lp
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="criu_wl park is x86-64 only")
+def test_lazy_stack_page_aligned(itree):
+    """A thread frozen with its stack pointer on a page boundary: only the page that holds
+    it is restored eagerly, the rest of the tree's memory stays lazy. (CRIU took the
+    page offset for the page, so such a task had no lazy page at all.)"""
+    t = itree(args=("park",))
+    sp = int(_read(t.wl / "park"), 16)
+    d, _ = _migrate(t, 1)
+    flags = {}
+    for layer in (d, d / "parent"):
+        for v, nr, fl in _pagemap(layer, 1):
+            for j in range(nr):
+                if not fl & PE_PARENT:  # the layer that holds the page says
+                    flags.setdefault(v + j * PAGE, fl)
+    assert flags.get(sp) == 4, f"stack page {sp:#x}: flags {flags.get(sp)}"
+    below = [flags.get(sp - k * PAGE) for k in (1, 2)]
+    assert all(f is not None and f & PE_LAZY for f in below), (f"{sp:#x}", below)
+    t.restore(d.name, lazy="local")
+    _wait_lazy_pages_done(t)
+    _verify(t)
+    _check_lazy_chain(t, d, 1)
 
 
 def test_lazy_dump_chain(itree):

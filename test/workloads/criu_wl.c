@@ -4,7 +4,7 @@
  * memory. Driven by signals and answering through files in DIR, so that it
  * holds no pipe to the test and CRIU can dump and restore it anywhere.
  *
- *   criu_wl DIR [PAGES]
+ *   criu_wl DIR [PAGES [park]]
  *
  * Sets up its regions (PAGES pages each, default 2048), forks one child,
  * then writes DIR/ready ("HOSTPID CHILDHOSTPID") and waits:
@@ -20,14 +20,22 @@
  * the parent writes, the child checks), file (MAP_PRIVATE of DIR/wl.data,
  * a few pages copied on write). The child writes its own copy of anon.
  * What a page should hold is recomputed from the step counter alone.
+ *
+ * With "park" (x86-64), the parent also starts a thread that waits in a raw
+ * pause() with its stack pointer on a page boundary, inside a stack of
+ * PARK_PAGES filled pages, and writes that address to DIR/park: the page
+ * from it up is the thread's stack page, which CRIU restores eagerly while
+ * the others can be lazy. The parent's verify checks those pages too.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "workload.h"
@@ -43,6 +51,10 @@ static size_t npages;
 static const char *dir;
 static volatile uint32_t step; /* in memory, dumped with the rest */
 static bool is_child;
+
+#define PARK_PAGES 4
+#define PARK_SEED  424242
+static char *park; /* the parked thread's stack, PARK_PAGES pages */
 
 /*
  * The seed page @i of region @r holds after steps 1..@k of the parent or,
@@ -152,9 +164,63 @@ static int verify(void)
 			}
 		}
 	}
+	for (i = 0; park && i < PARK_PAGES; i++) {
+		if (!wl_check_page(park + i * PG, PARK_SEED, i)) {
+			wl_answer(dir, is_child, "verify", "bad park %zu %u\n", i, step);
+			return 1;
+		}
+	}
 	wl_answer(dir, is_child, "verify", "ok %u\n", step);
 	return 0;
 }
+
+#ifdef __x86_64__
+static void *park_thread(void *sp)
+{
+	for (;;) {
+		long nr = SYS_pause;
+
+		/* No call, no push: the kernel sees exactly this stack pointer. */
+		asm volatile("mov %%rsp, %%r12\n\t"
+			     "mov %1, %%rsp\n\t"
+			     "syscall\n\t"
+			     "mov %%r12, %%rsp"
+			     : "+a"(nr)
+			     : "r"(sp)
+			     : "rcx", "r11", "r12", "memory");
+	}
+	return NULL;
+}
+
+/* Start the parked thread; its stack pointer goes to DIR/park. */
+static void start_park(void)
+{
+	sigset_t all, old;
+	pthread_t t;
+	size_t i;
+	char *sp;
+
+	park = mmap(NULL, PARK_PAGES * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		    -1, 0);
+	if (park == MAP_FAILED)
+		wl_die("mmap park");
+	for (i = 0; i < PARK_PAGES; i++)
+		wl_fill_page(park + i * PG, PARK_SEED, i);
+	sp = park + PARK_PAGES / 2 * PG;
+	/* The thread takes no signal: SIGUSR1/2 stay for the main thread's sigwait. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, NULL, park_thread, sp))
+		wl_die("pthread_create");
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	wl_answer(dir, false, "park", "%#lx\n", (unsigned long)sp);
+}
+#else
+static void start_park(void)
+{
+	wl_die("park: x86-64 only");
+}
+#endif
 
 static char *map_file(void)
 {
@@ -209,7 +275,7 @@ int main(int argc, char **argv)
 	pid_t child;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: criu_wl DIR [PAGES]\n");
+		fprintf(stderr, "usage: criu_wl DIR [PAGES [park]]\n");
 		return 2;
 	}
 	dir = argv[1];
@@ -230,6 +296,8 @@ int main(int argc, char **argv)
 		is_child = true;
 		wl_answer(dir, is_child, "ready", "%d\n", wl_host_pid());
 	} else {
+		if (argc > 3 && !strcmp(argv[3], "park"))
+			start_park();
 		wl_answer(dir, is_child, "ready", "%d %ld\n", wl_host_pid(),
 			  wl_wait_child(dir, "ready", -1));
 	}
