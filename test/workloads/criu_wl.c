@@ -200,8 +200,8 @@ static void start_park(void)
 	size_t i;
 	char *sp;
 
-	park = mmap(NULL, PARK_PAGES * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		    -1, 0);
+	park =
+	    mmap(NULL, PARK_PAGES * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (park == MAP_FAILED)
 		wl_die("mmap park");
 	for (i = 0; i < PARK_PAGES; i++)
