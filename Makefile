@@ -227,7 +227,7 @@ help:
 	@echo 'make setup        a fresh machine: Debian packages, CRIU with the series'
 	@echo '                  into $(CRIU_PREFIX), then everything built'
 	@echo 'make criu         only CRIU with the series (scripts/build-criu --help)'
-	@echo 'make demo         the demo: track a live workload, snapshot it (root or sudo)'
+	@echo 'make demo         the demo: track, snapshot and migrate a live workload (root or sudo)'
 	@echo 'make test         the test suite (root or sudo; PYTEST_ARGS=... passes on)'
 	@echo 'make zdtm         CRIU zdtm/static in three modes, a table (hours; by hand)'
 	@echo 'make lint         clang-format, the log-message rules, cppcheck'

@@ -31,3 +31,16 @@ def test_readme_links_exist():
 
 def test_readme_size():
     assert len(_readme().encode()) < 15 * 1024, "the README is for users: keep it under 15 KB"
+
+
+def test_make_help_names_real_targets():
+    """`make help` lists targets the Makefile has, and every user-facing one of them."""
+    import subprocess
+    out = subprocess.run(["make", "-s", "-C", TOP, "help"], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    named = set(re.findall(r"^make ([a-z-]+)", out, re.M))
+    with open(os.path.join(TOP, "Makefile")) as f:
+        targets = set(re.findall(r"^([a-z][a-z-]*):", f.read(), re.M))
+    assert named and named <= targets, f"make help names no such target: {named - targets}"
+    for t in ("setup", "demo", "test", "criu", "zdtm", "lint", "bench", "install", "clean"):
+        assert t in named, f"make help leaves out {t}"
