@@ -399,9 +399,21 @@ static int track_scan(struct track_args *a)
 	}
 	if (!lost && !a->hold) {
 		err = uffdwp_holder_commit(a->pid, r->gen);
-		if (err)
+		if (holder_gone(err) && no_process(a->pid)) {
+			/* The holder exits with its last task, between our two calls. */
+			cli_err("no process %d: it exited after scan %" PRIu64
+				", which is reported but not committed\n",
+				a->pid, r->gen);
+		} else if (holder_gone(err)) {
+			cli_err("tracking lost for %d after scan %" PRIu64
+				": the holder went away before the commit; all its memory counts "
+				"as dirty from now on\n",
+				a->pid, r->gen);
+			lost = true;
+		} else if (err) {
 			cli_err("commit of scan %" PRIu64 " failed: %s\n", r->gen,
 				uffdwp_strerror(-err));
+		}
 		committed = !err;
 	}
 	if (cli_json)
