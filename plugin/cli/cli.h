@@ -61,6 +61,13 @@ extern int cli_verbose;
 /* Output that is not stdio's (img read): an error object must not follow it. */
 extern bool cli_stdout_raw;
 
+/*
+ * Around a command (out.c): the library's messages to stderr and stdout
+ * counted; after it, with --json, an error object if it printed nothing.
+ */
+void cli_out_init(void);
+void cli_out_finish(int rc);
+
 /* Log level from cli_verbose (-v: info, -vv: debug). */
 void cli_apply_verbose(void);
 

@@ -2,6 +2,7 @@
 /* The one number parser of the uffdwp command (cli.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -84,4 +85,15 @@ int cli_num__double(const char *s, double min, double max, double *v)
 		return -ERANGE;
 	*v = x;
 	return 0;
+}
+
+int cli_parse_pid(const char *arg)
+{
+	int v;
+
+	if (cli_num__int(arg, 1, INT_MAX, &v)) {
+		cli_err("'%s' is not a process id\n", arg);
+		return -1;
+	}
+	return v;
 }

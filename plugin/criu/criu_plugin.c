@@ -22,7 +22,6 @@
 /* CRIU's own, reachable because the criu binary exports its symbols. */
 extern void print_on_level(unsigned int loglevel, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
-extern int log_get_fd(void);
 
 /*
  * The process whose log is CRIU's: a holder forked from it must not write
@@ -36,11 +35,6 @@ static void criu_log_sink(enum uffdwp_loglevel level, const char *msg)
 {
 	if (!log_owner || getpid() == log_owner)
 		print_on_level(level, "uffdwp: %s", msg);
-}
-
-int uffdwp_criu_log_fd(void)
-{
-	return log_get_fd();
 }
 
 /* CRIU's own: restore refuses images whose inventory names a plugin that did not answer this. */

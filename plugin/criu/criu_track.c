@@ -284,7 +284,7 @@ int uffdwp_criu_track__task(struct cr_plugin_remote *r)
 		return 0; /* tracked, and this run's scan already re-protected it */
 
 	if (!run.holder) {
-		err = holder_start(uffdwp_criu_log_fd());
+		err = holder_start(log_get_fd());
 		if (err) {
 			pr_err("cannot start a holder for %d: %s\n", run.root,
 			       uffdwp_strerror(-err));

@@ -53,8 +53,8 @@ int uffdwp_criu_track__dirty(pid_t pid, uint64_t start, uint64_t end,
  */
 int uffdwp_criu_track__finish(int status, bool tasks_end, int img_dir);
 
-/* CRIU's log descriptor, for a holder's messages while it starts (criu_plugin.c). */
-int uffdwp_criu_log_fd(void);
+/* CRIU's own: its log descriptor, for a holder's messages while it starts. */
+extern int log_get_fd(void);
 
 /* Forget the run's state (also done by finish). */
 void uffdwp_criu_track__reset(void);

@@ -18,6 +18,17 @@
 #define LOG_PREFIX "img: "
 #include "log.h"
 
+char *uffdwp_img_path_join(const char *dir, const char *name)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/%s", dir, name) < 0) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return s;
+}
+
 char *uffdwp_img__id_str(const uint8_t *id, char *buf)
 {
 	int i;

@@ -65,17 +65,6 @@ void uffdwp_img_opts__init(struct uffdwp_img_opts *o)
 	o->threads = 1;
 }
 
-char *uffdwp_img_path_join(const char *dir, const char *name)
-{
-	char *s;
-
-	if (asprintf(&s, "%s/%s", dir, name) < 0) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	return s;
-}
-
 /*
  * The "parent" link is relative, so a chain can be moved or copied as a
  * whole: from realpath(@dir) up to the common ancestor, then down to @parent.
