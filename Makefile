@@ -31,7 +31,8 @@ endif
 PROTOS      := $(wildcard images/*.proto)
 PROTO_SRCS  := $(patsubst images/%.proto,$(BUILD)/images/%.pb-c.c,$(PROTOS))
 PROTO_HDRS  := $(PROTO_SRCS:.c=.h)
-LIB_SRCS    := $(wildcard plugin/lib/*.c)
+# The library, one room per subsystem (plugin/lib/ROOM/, README "Layout").
+LIB_SRCS    := $(wildcard plugin/lib/*/*.c)
 LIB_OBJS    := $(patsubst plugin/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS)) \
 	       $(PROTO_SRCS:.c=.o)
 # Applications of the library (plugin/app/ROOM/), linked into the command.
@@ -92,7 +93,7 @@ $(BUILD)/cli/%.o: plugin/cli/%.c $(PROTO_HDRS)
 
 $(BUILD)/app/%.o: plugin/app/%.c $(PROTO_HDRS)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) -Iplugin/app $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 # What `uffdwp --version` says: this tree's commit, the plugin ABI of the
 # criu-plugin.h the plugin is built against, the series' CRIU commit.
@@ -123,7 +124,9 @@ $(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS) $(CRIU_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CRIU_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
+# Made anew: a member of a file moved or removed must not linger.
 $(LIB): $(LIB_OBJS)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(CLI): $(CLI_OBJS) $(LIB)

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "img.h"
+#include "img/img.h"
 
 static double now(void)
 {

@@ -45,11 +45,11 @@
 #include <sys/wait.h>
 
 #include "uapi/uffdwp-uapi.h"
-#include "holder.h"
-#include "log.h"
-#include "probe.h"
-#include "procfs.h"
-#include "tracker.h"
+#include "track/holder.h"
+#include "base/log.h"
+#include "track/probe.h"
+#include "base/procfs.h"
+#include "track/tracker.h"
 
 #define PAGE_SZ	     4096ULL
 #define HPAGE_SZ     (2ULL << 20)

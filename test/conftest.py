@@ -119,7 +119,7 @@ def swap():
 def _fork_events_why_not():
     """Why the tracker gets no fork events from the proc connector here, or None.
     Without them it counts every shared object as written at every scan
-    (plugin/lib/forkwatch.h), so exact shared-memory results cannot be had.
+    (plugin/lib/track/forkwatch.h), so exact shared-memory results cannot be had.
     Asks the tracker's own subscription (uffdwp __debug forkwatch), which
     names the cause."""
     if os.environ.get("UFFDWP_NO_FORK_EVENTS"):

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""Remote system calls and userfaultfd injection (plugin/lib/inject.c), and
-the feature probe (plugin/lib/probe.c), driven through `uffdwp __debug`.
+"""Remote system calls and userfaultfd injection (plugin/lib/track/inject.c), and
+the feature probe (plugin/lib/track/probe.c), driven through `uffdwp __debug`.
 
 Each test starts real target processes from test/workloads, injects into
 them from outside, and lets the target itself check that its blocked system

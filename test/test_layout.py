@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 """The README's Layout section and the docs it links name what exists."""
+import glob
 import os
 import re
 
@@ -16,9 +17,12 @@ def test_layout_paths_exist():
     layout = text[text.index("## Layout"):]
     paths = re.findall(r"`([A-Za-z0-9_./-]+/[A-Za-z0-9_./-]*|[A-Za-z0-9_-]+\.[a-z]{1,3})`", layout)
     assert paths, "no paths in the Layout section"
+    # A room's files are named within its bullet, the room within plugin/lib/.
+    bases = ["plugin/cli", "criu-patches", "images", "plugin/lib"] + \
+        [os.path.relpath(d, TOP) for d in glob.glob(os.path.join(TOP, "plugin/lib/*/"))]
     missing = []
     for p in paths:
-        candidates = [p] + [os.path.join(d, p) for d in ("plugin/cli", "criu-patches", "images")]
+        candidates = [p] + [os.path.join(d, p) for d in bases]
         if not any(os.path.exists(os.path.join(TOP, c)) for c in candidates):
             missing.append(p)
     assert not missing, f"README's Layout names what does not exist: {missing}"

@@ -17,11 +17,11 @@
 
 #include "uapi/uffdwp-uapi.h"
 #include "cli.h"
-#include "forkwatch.h"
-#include "inject.h"
-#include "holder.h"
-#include "log.h"
-#include "probe.h"
+#include "track/forkwatch.h"
+#include "track/inject.h"
+#include "track/holder.h"
+#include "base/log.h"
+#include "track/probe.h"
 
 /* Short keys for scripts; the library's names are for people. */
 static const char *const feature_keys[UFFDWP_FEAT__MAX] = {

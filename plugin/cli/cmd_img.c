@@ -15,10 +15,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "img.h"
+#include "img/img.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 #define PAGE  UFFDWP_IMG_PAGE_SIZE
 #define SHIFT UFFDWP_IMG_PAGE_SHIFT

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "log.h"
+#include "base/log.h"
 #include "migrate/migrate.h"
 
 enum {

@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "img.h"
-#include "log.h"
-#include "snap.h"
+#include "img/img.h"
+#include "base/log.h"
+#include "snap/snap.h"
 
 enum {
 	OPT_PARENT = 0x100,

@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "holder.h"
-#include "log.h"
-#include "procfs.h"
-#include "tracker.h"
+#include "track/holder.h"
+#include "base/log.h"
+#include "base/procfs.h"
+#include "track/tracker.h"
 
 enum {
 	OPT_TREE = 0x100,

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "img.h"
+#include "img/img.h"
 #include "version.h"
 
 static const struct cli_cmd *const commands[] = {&cli_track, &cli_snap, &cli_img, &cli_migrate};

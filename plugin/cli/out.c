@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "log.h"
+#include "base/log.h"
 
 bool cli_json;
 int cli_verbose;

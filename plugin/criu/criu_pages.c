@@ -30,9 +30,9 @@
 #include <criu-plugin.h>
 
 #include "criu_track.h"
-#include "img_criu_backend.h"
-#include "img_fcache.h"
-#include "log.h"
+#include "criu_backend/img_criu_backend.h"
+#include "img/img_fcache.h"
+#include "base/log.h"
 
 #if CRIU_PLUGIN_VERSION >= CRIU_PLUGIN_GEN_VERSION(0, 4, 0)
 

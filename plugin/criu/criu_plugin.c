@@ -17,7 +17,7 @@
 #include <criu-plugin.h>
 
 #include "criu_track.h"
-#include "log.h"
+#include "base/log.h"
 
 /* CRIU's own, reachable because the criu binary exports its symbols. */
 extern void print_on_level(unsigned int loglevel, const char *format, ...)

@@ -16,8 +16,8 @@
 
 #include "uapi/uffdwp-uapi.h"
 #include "criu_track.h"
-#include "holder.h"
-#include "log.h"
+#include "track/holder.h"
+#include "base/log.h"
 
 #define PAGE_SZ 4096ULL
 

@@ -23,9 +23,9 @@
 #include "criu_run.h"
 #include "dirs.h"
 #include "events.h"
-#include "log.h"
+#include "base/log.h"
 #include "migrate.h"
-#include "procfs.h"
+#include "base/procfs.h"
 #include "wire.h"
 
 #define MAX_ARGS 48

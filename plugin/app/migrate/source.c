@@ -21,11 +21,11 @@
 #include "criu_run.h"
 #include "events.h"
 #include "dirs.h"
-#include "holder.h"
-#include "log.h"
+#include "track/holder.h"
+#include "base/log.h"
 #include "migrate.h"
 #include "model.h"
-#include "procfs.h"
+#include "base/procfs.h"
 #include "wire.h"
 
 #define PAGE_BYTES 4096

@@ -14,7 +14,7 @@
 #include <netinet/tcp.h>
 #include <sys/stat.h>
 
-#include "io.h"
+#include "base/io.h"
 #include "wire.h"
 
 static bool plain_char(unsigned char c)

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "img.h"
+#include "img/img.h"
 
 #define UFFDWP_CPAGES_NAME     "uffdwp-pages-%u.zst"
 #define UFFDWP_CPAGES_TMP_NAME UFFDWP_IMG_TMP_PREFIX "pages-%u.zst"

@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <linux/magic.h>
 
-#include "log.h"
-#include "procfs.h"
+#include "base/log.h"
+#include "base/procfs.h"
 #include "uapi/uffdwp-uapi.h"
 
 #ifndef HUGETLBFS_MAGIC

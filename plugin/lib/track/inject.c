@@ -45,8 +45,8 @@
 #include <sys/wait.h>
 
 #include "uapi/uffdwp-uapi.h"
-#include "inject.h"
-#include "log.h"
+#include "track/inject.h"
+#include "base/log.h"
 
 /* __USER_CS: a 64-bit task. 0x23 would be an ia32 one, which we do not handle. */
 #define X86_64_USER_CS 0x33

@@ -21,10 +21,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include "holder.h"
-#include "io.h"
-#include "log.h"
-#include "procfs.h"
+#include "track/holder.h"
+#include "base/io.h"
+#include "base/log.h"
+#include "base/procfs.h"
 
 #define WIRE_MAGIC 0x31505755u /* "UWP1" */
 #define WIRE_MAX   (256u << 20)

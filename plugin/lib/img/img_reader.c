@@ -10,13 +10,13 @@
 
 #include "img-head.pb-c.h"
 #include "img-object.pb-c.h"
-#include "img.h"
-#include "img_crc.h"
-#include "img_priv.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_crc.h"
+#include "img/img_priv.h"
+#include "img/img_zstd.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 char *uffdwp_img_path_join(const char *dir, const char *name)
 {

@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "img.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_zstd.h"
 
 /* uffdwp-index.img: header and trailer around the records. */
 #define UFFDWP_IDX_MAGIC   0x49575755u /* "UWWI" read as a little-endian u32 */

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "img_zstd.h"
+#include "img/img_zstd.h"
 
 struct uffdwp_fcache;
 

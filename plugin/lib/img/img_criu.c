@@ -23,12 +23,12 @@
 #include <unistd.h>
 
 #include "criu-pagemap.pb-c.h"
-#include "img.h"
-#include "img_priv.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_priv.h"
+#include "img/img_zstd.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 #define CRIU_IMG_COMMON_MAGIC 0x54564319u
 #define CRIU_PAGEMAP_MAGIC    0x56084025u

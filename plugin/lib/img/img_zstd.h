@@ -8,7 +8,7 @@
 #ifndef UFFDWP_IMG_ZSTD_H__
 #define UFFDWP_IMG_ZSTD_H__
 
-#include "io.h"
+#include "base/io.h"
 #include <stddef.h>
 #include <stdint.h>
 

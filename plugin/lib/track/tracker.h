@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "rangeset.h"
+#include "base/rangeset.h"
 
 /* Why a range is dirty beyond "the scan saw it written". */
 enum uffdwp_reason {

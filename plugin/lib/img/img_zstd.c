@@ -7,12 +7,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "img.h"
-#include "img_crc.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_crc.h"
+#include "img/img_zstd.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 enum slot_state {
 	SLOT_FREE,   /* owned by the producer, being filled */

@@ -20,8 +20,8 @@
 #include <sys/syscall.h>
 
 #include "uapi/uffdwp-uapi.h"
-#include "probe.h"
-#include "log.h"
+#include "track/probe.h"
+#include "base/log.h"
 
 #define PROBE_PAGES 4
 #define HPAGE_SIZE  (2UL << 20)

@@ -14,12 +14,12 @@
 #include <sys/uio.h>
 
 #include "uapi/uffdwp-uapi.h"
-#include "forkwatch.h"
-#include "inject.h"
-#include "log.h"
-#include "probe.h"
-#include "procfs.h"
-#include "tracker.h"
+#include "track/forkwatch.h"
+#include "track/inject.h"
+#include "base/log.h"
+#include "track/probe.h"
+#include "base/procfs.h"
+#include "track/tracker.h"
 
 #define PAGE_SZ	 4096ULL
 #define SCAN_VEC 512

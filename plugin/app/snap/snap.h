@@ -41,9 +41,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "img.h"
-#include "procfs.h"
-#include "rangeset.h"
+#include "img/img.h"
+#include "base/procfs.h"
+#include "base/rangeset.h"
 
 enum uffdwp_snap_phase {
 	UFFDWP_SNAP_COPY,   /* copying while the tree runs */

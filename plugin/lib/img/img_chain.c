@@ -6,11 +6,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "img.h"
-#include "img_priv.h"
+#include "img/img.h"
+#include "img/img_priv.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 struct uffdwp_chain {
 	size_t n;

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rangeset.h"
+#include "base/rangeset.h"
 
 void uffdwp_rangeset__init(struct uffdwp_rangeset *rs)
 {

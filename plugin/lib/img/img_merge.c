@@ -3,10 +3,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "img.h"
+#include "img/img.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 /* Pages copied through the page source at a time, and between progress reports. */
 #define MERGE_CHUNK    256

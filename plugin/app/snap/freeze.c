@@ -11,9 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "freeze.h"
-#include "log.h"
-#include "procfs.h"
+#include "snap/freeze.h"
+#include "base/log.h"
+#include "base/procfs.h"
 
 /* Rounds of "list the tree, stop what is new" before giving up on a fork bomb. */
 #define FREEZE_MAX_ROUNDS 64

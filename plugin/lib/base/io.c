@@ -4,7 +4,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
-#include "io.h"
+#include "base/io.h"
 
 int uffdwp_write_full(int fd, const void *buf, size_t len)
 {

@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "img.h"
-#include "img_fcache.h"
-#include "img_priv.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_fcache.h"
+#include "img/img_priv.h"
+#include "img/img_zstd.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 struct uffdwp_pagesrc {
 	struct uffdwp_chain *c;

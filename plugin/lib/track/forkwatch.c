@@ -18,8 +18,8 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 
-#include "forkwatch.h"
-#include "log.h"
+#include "track/forkwatch.h"
+#include "base/log.h"
 
 /* Descendants of watched processes remembered in one interval, at most. */
 #define KIDS_MAX 65536

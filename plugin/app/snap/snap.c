@@ -15,11 +15,11 @@
 #include <sys/uio.h>
 
 #include "uapi/uffdwp-uapi.h"
-#include "freeze.h"
-#include "holder.h"
-#include "log.h"
-#include "snap.h"
-#include "tracker.h"
+#include "snap/freeze.h"
+#include "track/holder.h"
+#include "base/log.h"
+#include "snap/snap.h"
+#include "track/tracker.h"
 
 #define PG	      4096ULL
 #define CHUNK_PAGES   256 /* pages per read, per staging write, per add_pages */

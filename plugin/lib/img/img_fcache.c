@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "img_fcache.h"
+#include "img/img_fcache.h"
 
 #define FCACHE_DEF_FRAMES 16
 

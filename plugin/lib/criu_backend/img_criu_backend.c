@@ -10,14 +10,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "img.h"
-#include "img_crc.h"
-#include "img_criu_backend.h"
-#include "img_fcache.h"
-#include "img_zstd.h"
+#include "img/img.h"
+#include "img/img_crc.h"
+#include "criu_backend/img_criu_backend.h"
+#include "img/img_fcache.h"
+#include "img/img_zstd.h"
 
 #define LOG_PREFIX "img: "
-#include "log.h"
+#include "base/log.h"
 
 #define CPAGES_DEF_CACHE 16
 #define CPAGES_IO_CHUNK	 (256u << 10)

@@ -3,7 +3,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "img_crc.h"
+#include "img/img_crc.h"
 
 /* Reflected form of the Castagnoli polynomial 0x1EDC6F41. */
 #define CRC32C_POLY 0x82f63b78u

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "tracker.h"
+#include "track/tracker.h"
 
 #define UFFDWP_RUN_DIR "/run/uffdwp"
 /*

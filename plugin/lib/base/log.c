@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 static uffdwp_log_sink_t log_sink;
 static enum uffdwp_loglevel log_level = UFFDWP_LOG_WARN;
