@@ -541,23 +541,38 @@ def test_page_server(tree):
     _restore_and_verify(t, t.base / "dump")
 
 
-def _kill_criu_at(t, action, name, parent, pattern):
-    """Run `criu action` and SIGKILL it once its log shows @pattern; returns
-    the log. CRIU logs with write(2) per line, so the kill lands a few
-    lines after the pattern at most."""
+def _kill_criu_at(t, action, name, parent, point):
+    """Run `criu action` and have it SIGKILLed at @point; returns the log.
+    A point of the plugin's fault injection (UFFDWP_CRIU_FAULT) is exact. A
+    point ("log", PATTERN) is a kill once the log shows PATTERN: it lands a
+    few lines later, so it is used only where nothing that follows injects
+    a system call into the tasks (a CRIU killed in the middle of one kills
+    the task, plain CRIU too)."""
     d = t.base / name
     d.mkdir()
     cmd = [t.criu, action, "-t", str(t.root), "-D", str(d), "-L", t.plugdir,
            "-v4", "-o", "criu.log", "--uffd-wp-track"]
     if parent:
         cmd += ["--prev-images-dir", f"../{parent}"]
+    env = dict(os.environ)
+    if isinstance(point, str):
+        env["UFFDWP_CRIU_FAULT"] = point
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, env=env)
     try:
-        _wait_for(lambda: p.poll() is not None or pattern in (_read(d / "criu.log") or ""),
-                  f"'{pattern}' in the log of {action}")
-        assert p.poll() is None, f"{action} ended before '{pattern}'\n{_log_tail(d / 'criu.log')}"
-        p.kill()
+        if isinstance(point, str):
+            rc = p.wait(timeout=60)
+            log = _read(d / "criu.log") or ""
+            assert rc == -signal.SIGKILL and f"CRIU killed at {point}" in log, \
+                f"{action} was not killed at {point} (rc {rc})\n{_log_tail(d / 'criu.log')}"
+        else:
+            pattern = point[1]
+            _wait_for(lambda: p.poll() is not None or
+                      pattern in (_read(d / "criu.log") or ""),
+                      f"'{pattern}' in the log of {action}")
+            assert p.poll() is None, \
+                f"{action} ended before '{pattern}'\n{_log_tail(d / 'criu.log')}"
+            p.kill()
     finally:
         p.kill()
         p.wait(timeout=30)
@@ -567,7 +582,12 @@ def _kill_criu_at(t, action, name, parent, pattern):
 def _task_state(pid):
     """The fds and mappings of a task, minus what a killed CRIU leaves by
     itself: its parasite blob stays mapped (plain CRIU does the same)."""
-    fds = sorted(os.listdir(f"/proc/{pid}/fd"))
+    fds = []
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        try:
+            fds.append(f"{fd} -> {os.readlink(f'/proc/{pid}/fd/{fd}')}")
+        except OSError:
+            fds.append(fd)
     with open(f"/proc/{pid}/maps") as f:
         maps = [l for l in f if "/memfd:CRIUMFD" not in l]
     return fds, maps
@@ -578,13 +598,13 @@ def _uffd_wp_vmas(pid):
         return sum(1 for l in f if l.startswith("VmFlags:") and " uw" in l)
 
 
-# (the run that is killed, where in its log)
+# (the run that is killed, where: a fault point of the plugin, or a log line)
 KILL_POINTS = {
-    "predump0-parasite": ("pre0", "has been switched to daemon mode"),
-    "predump0-track-task": ("pre0", "hook 15 ->"),
-    "predump1-after-scan": ("pre1", "uffdwp: criu: scan gen"),
-    "predump1-running": ("pre1", "Unfreezing tasks"),
-    "dump-after-scan": ("dump", "uffdwp: criu: scan gen"),
+    "predump0-track-task": ("pre0", "track-task"),
+    "predump0-adopted": ("pre0", "adopted"),
+    "predump1-after-scan": ("pre1", "after-scan"),
+    "predump1-running": ("pre1", ("log", "Unfreezing tasks")),
+    "dump-after-scan": ("dump", "after-scan"),
 }
 
 
@@ -593,7 +613,7 @@ def test_criu_killed(tree, point):
     """CRIU killed in the middle of a pre-dump or the dump: the tree runs on
     with nothing of ours left in it (no fd, no mapping), and the migration
     started again from the last good images loses no write."""
-    name, pattern = KILL_POINTS[point]
+    name, where = KILL_POINTS[point]
     t = tree()
     before = {pid: _task_state(pid) for pid in (t.root, t.child)}
     parent = None
@@ -602,11 +622,16 @@ def test_criu_killed(tree, point):
         parent = "pre0"
         t.do_step()
     _kill_criu_at(t, "pre-dump" if name.startswith("pre") else "dump", "killed",
-                  parent, pattern)
+                  parent, where)
     for pid in (t.root, t.child):
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         assert state not in "tT", f"task {pid} left stopped ({state})"
+        # A parasite that CRIU's death caught in the middle of a command
+        # closes its socket and CRIU's log only when it sees the socket end.
+        deadline = time.monotonic() + 10
+        while _task_state(pid) != before[pid] and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert _task_state(pid) == before[pid], f"task {pid}: fds or mappings left behind"
     # It runs and writes (the restored tree checks all of it below; the
     # workload exits once it has checked).
@@ -627,7 +652,7 @@ def test_criu_killed_then_abandoned(tree):
     t = tree()
     t.run_criu("pre-dump", "pre0")
     t.do_step()
-    _kill_criu_at(t, "pre-dump", "killed", "pre0", "uffdwp: criu: scan gen")
+    _kill_criu_at(t, "pre-dump", "killed", "pre0", "after-scan")
     holder = _holder_pid(t.root)
     assert holder, "the holder must outlive a killed CRIU (it keeps what was scanned)"
     assert _uffd_wp_vmas(t.root)
@@ -651,7 +676,7 @@ def test_criu_killed_tree_gone(tree):
     t = tree()
     t.run_criu("pre-dump", "pre0")
     t.do_step()
-    _kill_criu_at(t, "pre-dump", "killed", "pre0", "uffdwp: criu: scan gen")
+    _kill_criu_at(t, "pre-dump", "killed", "pre0", "after-scan")
     holder = _holder_pid(t.root)
     assert holder
     root = t.root

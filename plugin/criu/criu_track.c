@@ -42,6 +42,25 @@ void uffdwp_criu_track__reset(void)
 	memset(&run, 0, sizeof(run));
 }
 
+/*
+ * Fault injection for the tests, as CRIU's own CRIU_FAULT: with
+ * UFFDWP_CRIU_FAULT=@point in its environment, CRIU is SIGKILLed there.
+ * Each point is one where the tasks are in no injected system call, so a
+ * CRIU killed there leaves them running as plain CRIU does: "track-task"
+ * as a task's tracking begins, "adopted" once the holder has its
+ * userfaultfd and before anything is registered, "after-scan" after each
+ * scan.
+ */
+static void fault_point(const char *point)
+{
+	const char *f = getenv("UFFDWP_CRIU_FAULT");
+
+	if (!f || strcmp(f, point))
+		return;
+	pr_warn("fault injection: CRIU killed at %s\n", point);
+	kill(getpid(), SIGKILL);
+}
+
 static int scan(void)
 {
 	struct uffdwp_report *rep;
@@ -58,6 +77,7 @@ static int scan(void)
 		(unsigned long long)rep->gen, rep->nr_tasks,
 		(unsigned long long)uffdwp_report__dirty_bytes(rep),
 		(unsigned long long)(rep->scan_ns / 1000));
+	fault_point("after-scan");
 	return 0;
 }
 
@@ -268,6 +288,7 @@ int uffdwp_criu_track__task(struct cr_plugin_remote *r)
 	int uffd, pm, err;
 
 	note_root(r->pid);
+	fault_point("track-task");
 	if (r->compat) {
 		pr_warn("%d is a 32-bit task: not tracked\n", r->pid);
 		return -ENOTSUP;
@@ -313,6 +334,7 @@ int uffdwp_criu_track__task(struct cr_plugin_remote *r)
 		       uffdwp_strerror(-err));
 		return err;
 	}
+	fault_point("adopted");
 	/* Register and protect it now, while it is frozen. */
 	return scan();
 }
