@@ -38,7 +38,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/utsname.h>
@@ -47,6 +46,7 @@
 #include "uapi/uffdwp-uapi.h"
 #include "track/holder.h"
 #include "base/log.h"
+#include "base/pagemap.h"
 #include "track/probe.h"
 #include "base/procfs.h"
 #include "track/tracker.h"
@@ -57,7 +57,6 @@
 #define MAX_CONFIGS  16
 #define MAX_RUNS     31
 #define MAX_ATTACH   5
-#define SCAN_VEC     512
 #define CHILD_WAIT_S 300 /* filling 4 GiB takes about a second; a hang is a bug */
 #define CLI_WAIT_S   60
 
@@ -403,36 +402,29 @@ static uint64_t proc_kb(pid_t pid, const char *file, const char *key)
 	return kb * 1024;
 }
 
+static int count_region(void *arg, uint64_t start, uint64_t end, uint64_t categories)
+{
+	++*(long *)arg;
+	return 0;
+}
+
 /*
  * A read-only PAGEMAP_SCAN of [start, end) for pages in @mask, walked to the
  * end. Returns the number of regions found, or -errno.
  */
 static long pm_scan_ro(int fd, uint64_t start, uint64_t end, uint64_t mask, uint64_t inverted)
 {
-	struct page_region vec[SCAN_VEC];
-	struct pm_scan_arg arg = {
-	    .size = sizeof(arg),
-	    .start = start,
-	    .end = end,
-	    .vec = (uintptr_t)vec,
-	    .vec_len = SCAN_VEC,
-	    .category_inverted = inverted,
+	long total = 0;
+	struct uffdwp_pm_walk w = {
 	    .category_mask = mask,
+	    .category_inverted = inverted,
 	    .return_mask = mask,
+	    .region = count_region,
+	    .arg = &total,
 	};
-	long n, total = 0;
+	int err = uffdwp_pm_walk(fd, start, end, &w, NULL);
 
-	while (arg.start < end) {
-		arg.walk_end = 0;
-		n = ioctl(fd, PAGEMAP_SCAN, &arg);
-		if (n < 0)
-			return -errno;
-		total += n;
-		if (arg.walk_end <= arg.start)
-			return -EIO;
-		arg.start = arg.walk_end;
-	}
-	return total;
+	return err ? err : total;
 }
 
 /* ---- tracking ------------------------------------------------------------- */

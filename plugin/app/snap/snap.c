@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -18,12 +17,12 @@
 #include "snap/freeze.h"
 #include "track/holder.h"
 #include "base/log.h"
+#include "base/pagemap.h"
 #include "snap/snap.h"
 #include "track/tracker.h"
 
 #define PG	      4096ULL
 #define CHUNK_PAGES   256 /* pages per read, per staging write, per add_pages */
-#define SCAN_VEC      512
 #define PROGRESS_GAP  (16ULL << 20)
 #define DEF_FREEZE_MS 10000
 
@@ -410,60 +409,56 @@ static int add_unmarked(int pmfd, uint64_t start, uint64_t end, struct uffdwp_ra
 	return 0;
 }
 
+struct vma_pages {
+	int pagemap_fd;
+	bool file_priv, shared;
+	struct uffdwp_rangeset *present, *changed;
+};
+
+#define HAVE_DATA (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)
+
+static int vma_pages_region(void *arg, uint64_t rs, uint64_t re, uint64_t c)
+{
+	struct vma_pages *vp = arg;
+	bool own = (c & HAVE_DATA) && !(vp->file_priv && (c & PAGE_IS_FILE));
+	int err = 0;
+
+	if (vp->present && own && (c & PAGE_IS_PRESENT))
+		err = uffdwp_rangeset__add(vp->present, rs, re);
+	else if (vp->present && own)
+		err = add_unmarked(vp->pagemap_fd, rs, re, vp->present);
+	if (!err && vp->changed &&
+	    (((c & PAGE_IS_WRITTEN) && !(vp->file_priv && (c & PAGE_IS_FILE))) ||
+	     (vp->shared && !(c & HAVE_DATA))))
+		err = uffdwp_rangeset__add(vp->changed, rs, re);
+	return err;
+}
+
 int uffdwp_snap_vma_pages(int pagemap_fd, const struct uffdwp_vma *v, uint64_t start, uint64_t end,
 			  struct uffdwp_rangeset *present, struct uffdwp_rangeset *changed)
 {
-	const uint64_t have = PAGE_IS_PRESENT | PAGE_IS_SWAPPED;
-	bool file_priv = v->kind == UFFDWP_VMA_FILE_PRIVATE;
-	bool shared = uffdwp_vma_is_shared_obj(v);
-	struct page_region vec[SCAN_VEC];
-	struct pm_scan_arg arg = {
-	    .size = sizeof(arg),
-	    .start = start,
-	    .end = end,
-	    .vec = (uintptr_t)vec,
-	    .vec_len = SCAN_VEC,
-	    .return_mask = have | PAGE_IS_FILE | PAGE_IS_WRITTEN,
+	struct vma_pages vp = {
+	    .pagemap_fd = pagemap_fd,
+	    .file_priv = v->kind == UFFDWP_VMA_FILE_PRIVATE,
+	    .shared = uffdwp_vma_is_shared_obj(v),
+	    .present = present,
+	    .changed = changed,
 	};
-	long i, n;
-	int err;
+	struct uffdwp_pm_walk w = {
+	    .return_mask = HAVE_DATA | PAGE_IS_FILE | PAGE_IS_WRITTEN,
+	    .region = vma_pages_region,
+	    .arg = &vp,
+	};
 
 	/* Without @changed only pages with data are of interest: let the kernel filter. */
 	if (!changed) {
-		arg.category_anyof_mask = have;
-		if (file_priv) {
-			arg.category_inverted = PAGE_IS_FILE;
-			arg.category_mask = PAGE_IS_FILE;
+		w.category_anyof_mask = HAVE_DATA;
+		if (vp.file_priv) {
+			w.category_inverted = PAGE_IS_FILE;
+			w.category_mask = PAGE_IS_FILE;
 		}
 	}
-	while (arg.start < end) {
-		arg.walk_end = 0;
-		n = ioctl(pagemap_fd, PAGEMAP_SCAN, &arg);
-		if (n < 0)
-			return -errno;
-		for (i = 0; i < n; i++) {
-			uint64_t c = vec[i].categories, rs = vec[i].start, re = vec[i].end;
-			bool own = (c & have) && !(file_priv && (c & PAGE_IS_FILE));
-
-			if (rs < arg.start || re > end || rs >= re)
-				return -EIO;
-			err = 0;
-			if (present && own && (c & PAGE_IS_PRESENT))
-				err = uffdwp_rangeset__add(present, rs, re);
-			else if (present && own)
-				err = add_unmarked(pagemap_fd, rs, re, present);
-			if (!err && changed &&
-			    (((c & PAGE_IS_WRITTEN) && !(file_priv && (c & PAGE_IS_FILE))) ||
-			     (shared && !(c & have))))
-				err = uffdwp_rangeset__add(changed, rs, re);
-			if (err)
-				return err;
-		}
-		if (arg.walk_end <= arg.start || arg.walk_end > end)
-			return -EIO;
-		arg.start = arg.walk_end;
-	}
-	return 0;
+	return uffdwp_pm_walk(pagemap_fd, start, end, &w, NULL);
 }
 
 /* ------------------------------------------------------------------- passes */

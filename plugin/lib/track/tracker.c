@@ -17,12 +17,12 @@
 #include "track/forkwatch.h"
 #include "track/inject.h"
 #include "base/log.h"
+#include "base/pagemap.h"
 #include "track/probe.h"
 #include "base/procfs.h"
 #include "track/tracker.h"
 
 #define PAGE_SZ	 4096ULL
-#define SCAN_VEC 512
 #define HUGE_PMD (2ULL << 20)
 
 struct pending_gen {
@@ -152,71 +152,11 @@ static int note_add(struct uffdwp_task_report *rep, uint64_t start, uint64_t end
 	return 0;
 }
 
-/*
- * One PAGEMAP_SCAN walk over [start, end), looping until the kernel says it
- * walked to the end: it may stop short with the vector not full (more than
- * 512 regions in one walk chunk). On failure *@failed_at says where the
- * walk stopped; what was added before that is valid, what follows is not.
- */
-static int pm_scan_inv(int fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t mask,
-		       uint64_t inverted, struct uffdwp_rangeset *out, uint64_t *failed_at)
-{
-	struct page_region vec[SCAN_VEC];
-	struct pm_scan_arg arg = {
-	    .size = sizeof(arg),
-	    .flags = flags,
-	    .start = start,
-	    .end = end,
-	    .vec = (uintptr_t)vec,
-	    .vec_len = SCAN_VEC,
-	    .category_inverted = inverted,
-	    .category_mask = mask,
-	    .return_mask = mask,
-	};
-	int err;
-
-	while (arg.start < end) {
-		long i, n;
-
-		arg.walk_end = 0;
-		n = ioctl(fd, PAGEMAP_SCAN, &arg);
-		if (n < 0) {
-			err = -errno;
-			*failed_at = arg.start;
-			return err;
-		}
-		for (i = 0; i < n; i++) {
-			/* Trust nothing: a region outside the walk is a kernel bug we survive. */
-			if (vec[i].start >= vec[i].end || vec[i].start < arg.start ||
-			    vec[i].end > end) {
-				pr_err("PAGEMAP_SCAN returned region %llx-%llx outside %llx-%llx\n",
-				       (unsigned long long)vec[i].start,
-				       (unsigned long long)vec[i].end,
-				       (unsigned long long)arg.start, (unsigned long long)end);
-				*failed_at = arg.start;
-				return -EIO;
-			}
-			err = uffdwp_rangeset__add(out, vec[i].start, vec[i].end);
-			if (err) {
-				*failed_at = arg.start;
-				return err;
-			}
-		}
-		if (arg.walk_end <= arg.start || arg.walk_end > end) {
-			pr_err("PAGEMAP_SCAN made no progress at %llx\n",
-			       (unsigned long long)arg.start);
-			*failed_at = arg.start;
-			return -EIO;
-		}
-		arg.start = arg.walk_end;
-	}
-	return 0;
-}
-
+/* The pages of [start, end) with every category of @mask (base/pagemap.h). */
 static int pm_scan(int fd, uint64_t start, uint64_t end, uint64_t flags, uint64_t mask,
 		   struct uffdwp_rangeset *out, uint64_t *failed_at)
 {
-	return pm_scan_inv(fd, start, end, flags, mask, 0, out, failed_at);
+	return uffdwp_pm_collect(fd, start, end, flags, mask, 0, out, failed_at);
 }
 
 /*
@@ -448,23 +388,13 @@ static int protect_present(struct trk_task *tk, uint64_t start, uint64_t end)
  */
 static int protect_anon(struct trk_task *tk, uint64_t start, uint64_t end)
 {
-	struct pm_scan_arg arg = {
-	    .size = sizeof(arg),
+	struct uffdwp_pm_walk w = {
 	    .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-	    .start = start,
-	    .end = end,
 	    .category_mask = PAGE_IS_WRITTEN,
 	    .return_mask = PAGE_IS_WRITTEN,
 	};
 
-	while (arg.start < end) {
-		if (ioctl(tk->pagemap_fd, PAGEMAP_SCAN, &arg) < 0)
-			return -errno;
-		if (arg.walk_end <= arg.start)
-			return -EIO;
-		arg.start = arg.walk_end;
-	}
-	return 0;
+	return uffdwp_pm_walk(tk->pagemap_fd, start, end, &w, NULL);
 }
 
 /*
@@ -542,7 +472,7 @@ static int scan_shared_holes(struct trk_task *tk, uint64_t start, uint64_t end,
 	size_t i;
 	int err;
 
-	err = pm_scan_inv(tk->pagemap_fd, start, end, 0, cat, cat, &holes, &failed_at);
+	err = uffdwp_pm_collect(tk->pagemap_fd, start, end, 0, cat, cat, &holes, &failed_at);
 	if (err && err != -ENOMEM) {
 		err = uffdwp_rangeset__add(dirty, failed_at, end);
 		goto out;
@@ -599,8 +529,8 @@ static int list_wpallowed(struct trk_task *tk, const struct uffdwp_maps *maps, u
 	size_t i;
 	int err;
 
-	err = pm_scan_inv(tk->pagemap_fd, lo, hi, 0, PAGE_IS_WPALLOWED, PAGE_IS_WPALLOWED, &notw,
-			  failed_at);
+	err = uffdwp_pm_collect(tk->pagemap_fd, lo, hi, 0, PAGE_IS_WPALLOWED, PAGE_IS_WPALLOWED,
+				&notw, failed_at);
 	for (i = 0; !err && i < maps->nr; i++)
 		if (maps->v[i].end <= hi)
 			err = uffdwp_rangeset__add(out, maps->v[i].start, maps->v[i].end);
@@ -726,10 +656,10 @@ static int task_scan(struct trk_task *tk, const struct uffdwp_maps *maps,
 			uint64_t b = e;
 			bool fp = uffdwp_rangeset__edge(&file_priv, s, &b);
 
-			err = pm_scan_inv(tk->pagemap_fd, s, b,
-					  PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
-					  PAGE_IS_WRITTEN | (fp ? PAGE_IS_FILE : 0),
-					  fp ? PAGE_IS_FILE : 0, written, &failed_at);
+			err = uffdwp_pm_collect(tk->pagemap_fd, s, b,
+						PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+						PAGE_IS_WRITTEN | (fp ? PAGE_IS_FILE : 0),
+						fp ? PAGE_IS_FILE : 0, written, &failed_at);
 			if (err == -ENOMEM)
 				goto out;
 			if (err) {
