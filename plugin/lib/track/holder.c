@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
+/* The holder daemon: keeps a tracker between commands and serves its socket. */
 #define LOG_PREFIX "holder: "
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,453 +20,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include "track/holder.h"
+#include "track/holder_priv.h"
 #include "base/io.h"
 #include "base/log.h"
 #include "base/procfs.h"
-
-#define WIRE_MAGIC 0x31505755u /* "UWP1" */
-#define WIRE_MAX   (256u << 20)
-
-enum wire_type {
-	REQ_SCAN = 1,
-	REQ_COMMIT,
-	REQ_STATUS,
-	REQ_STOP,
-	REQ_ADOPT,	 /* u64 pid; SCM_RIGHTS: uffd, pagemap fd */
-	REQ_COMMIT_SYNC, /* as REQ_COMMIT; SCM_RIGHTS: the images directory */
-	RESP_OK = 100,
-	RESP_ERR,
-	RESP_REPORT,
-	RESP_STATUS,
-	RESP_STOP,
-};
-
-struct wire_hdr {
-	uint32_t magic;
-	uint32_t type;
-	uint64_t len;
-};
-
-struct buf {
-	uint8_t *p;
-	size_t len;
-	size_t cap;
-	size_t off; /* read cursor */
-	bool bad;   /* a read ran past the end */
-};
-
-static int buf_put(struct buf *b, const void *data, size_t len)
-{
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		uint8_t *p;
-
-		while (cap < b->len + len)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	return 0;
-}
-
-static int put_u64(struct buf *b, uint64_t v)
-{
-	return buf_put(b, &v, sizeof(v));
-}
-
-static uint64_t get_u64(struct buf *b)
-{
-	uint64_t v = 0;
-
-	if (b->off + sizeof(v) > b->len) {
-		b->bad = true;
-		return 0;
-	}
-	memcpy(&v, b->p + b->off, sizeof(v));
-	b->off += sizeof(v);
-	return v;
-}
-
-static int report_encode(const struct uffdwp_report *r, struct buf *b)
-{
-	size_t i, j;
-	int err = 0;
-
-	err |= put_u64(b, r->gen);
-	err |= put_u64(b, r->scan_ns);
-	err |= put_u64(b, r->shmem_objects);
-	err |= put_u64(b, r->shmem_shared_objects);
-	err |= put_u64(b, r->nr_tasks);
-	for (i = 0; i < r->nr_tasks; i++) {
-		const struct uffdwp_task_report *t = &r->tasks[i];
-
-		err |= put_u64(b, (uint64_t)t->pid);
-		err |= put_u64(b, t->flags);
-		err |= put_u64(b, t->written_bytes);
-		err |= put_u64(b, t->pending_bytes);
-		err |= put_u64(b, t->tracked_bytes);
-		err |= put_u64(b, t->thp_bytes_start);
-		err |= put_u64(b, t->dirty.nr);
-		err |= put_u64(b, t->nr_notes);
-		for (j = 0; j < t->dirty.nr; j++) {
-			err |= put_u64(b, t->dirty.r[j].start);
-			err |= put_u64(b, t->dirty.r[j].end);
-		}
-		for (j = 0; j < t->nr_notes; j++) {
-			err |= put_u64(b, t->notes[j].start);
-			err |= put_u64(b, t->notes[j].end);
-			err |= put_u64(b, t->notes[j].reason);
-			err |= put_u64(b, (uint64_t)(int64_t)t->notes[j].err);
-		}
-	}
-	return err ? -ENOMEM : 0;
-}
-
-static int report_decode(struct buf *b, struct uffdwp_report **out)
-{
-	struct uffdwp_report *r;
-	size_t i, j;
-	uint64_t n;
-
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->gen = get_u64(b);
-	r->scan_ns = get_u64(b);
-	r->shmem_objects = get_u64(b);
-	r->shmem_shared_objects = get_u64(b);
-	n = get_u64(b);
-	/* Each task takes at least 8 words: refuse counts the buffer cannot hold. */
-	if (b->bad || n > (b->len - b->off) / 64)
-		goto err_bad;
-	r->tasks = calloc(n ? n : 1, sizeof(*r->tasks));
-	if (!r->tasks)
-		goto err_nomem;
-	r->nr_tasks = n;
-	for (i = 0; i < n; i++) {
-		struct uffdwp_task_report *t = &r->tasks[i];
-		uint64_t nr, nn;
-
-		t->pid = (pid_t)get_u64(b);
-		t->flags = (uint32_t)get_u64(b);
-		t->written_bytes = get_u64(b);
-		t->pending_bytes = get_u64(b);
-		t->tracked_bytes = get_u64(b);
-		t->thp_bytes_start = get_u64(b);
-		nr = get_u64(b);
-		nn = get_u64(b);
-		if (b->bad || nr > (b->len - b->off) / 16 || nn > (b->len - b->off) / 32)
-			goto err_bad;
-		for (j = 0; j < nr; j++) {
-			uint64_t s = get_u64(b), e = get_u64(b);
-
-			if (uffdwp_rangeset__add(&t->dirty, s, e))
-				goto err_nomem;
-		}
-		t->notes = calloc(nn ? nn : 1, sizeof(*t->notes));
-		if (!t->notes)
-			goto err_nomem;
-		t->nr_notes = nn;
-		for (j = 0; j < nn; j++) {
-			t->notes[j].start = get_u64(b);
-			t->notes[j].end = get_u64(b);
-			t->notes[j].reason = (uint32_t)get_u64(b);
-			t->notes[j].err = (int32_t)get_u64(b);
-		}
-		if (b->bad)
-			goto err_bad;
-	}
-	*out = r;
-	return 0;
-
-err_bad:
-	pr_err("malformed report from the holder\n");
-	uffdwp_report__free(r);
-	return -EBADMSG;
-err_nomem:
-	uffdwp_report__free(r);
-	return -ENOMEM;
-}
-
-static int read_all(int fd, void *p, size_t len)
-{
-	uint8_t *c = p;
-
-	while (len) {
-		ssize_t n = read(fd, c, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EPIPE;
-		c += n;
-		len -= n;
-	}
-	return 0;
-}
-
-static int msg_send_fds(int fd, uint32_t type, const struct buf *b, const int *fds, int nfds)
-{
-	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
-		struct cmsghdr align;
-	} cm;
-	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	struct cmsghdr *c;
-
-	if (nfds < 0 || nfds > 2)
-		return -EINVAL;
-	if (nfds) {
-		memset(&cm, 0, sizeof(cm));
-		mh.msg_control = cm.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	/* The header goes alone in one sendmsg so the fds ride with its bytes. */
-	if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(h))
-		return -errno ? -errno : -EIO;
-	if (b && b->len)
-		return uffdwp_send_full(fd, b->p, b->len);
-	return 0;
-}
-
-static int msg_send(int fd, uint32_t type, const struct buf *b)
-{
-	struct wire_hdr h = {.magic = WIRE_MAGIC, .type = type, .len = b ? b->len : 0};
-	int err;
-
-	err = uffdwp_send_full(fd, &h, sizeof(h));
-	if (!err && b && b->len)
-		err = uffdwp_send_full(fd, b->p, b->len);
-	return err;
-}
-
-/*
- * Receive one message; fds passed along with it (at most 2) land in @fds,
- * the others closed, unused slots -1. @fds may be NULL: any fd is closed.
- */
-static int msg_recv_fds(int fd, uint32_t *type, struct buf *b, int *fds)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} cm;
-	struct wire_hdr h;
-	struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = cm.buf,
-			    .msg_controllen = sizeof(cm.buf)};
-	struct cmsghdr *c;
-	ssize_t n;
-	int err, k = 0;
-
-	if (fds)
-		fds[0] = fds[1] = -1;
-	do
-		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return n < 0 ? -errno : -EPIPE;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		int i, nr;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		nr = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < nr; i++) {
-			int got;
-
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (fds && k < 2)
-				fds[k++] = got;
-			else
-				close(got);
-		}
-	}
-	if ((size_t)n < sizeof(h)) {
-		err = read_all(fd, (char *)&h + n, sizeof(h) - n);
-		if (err)
-			return err;
-	}
-	if (h.magic != WIRE_MAGIC || h.len > WIRE_MAX)
-		return -EBADMSG;
-	(void)k;
-	*type = h.type;
-	b->len = b->off = 0;
-	b->bad = false;
-	if (!h.len)
-		return 0;
-	if (h.len > b->cap) {
-		uint8_t *p = realloc(b->p, h.len);
-
-		if (!p)
-			return -ENOMEM;
-		b->p = p;
-		b->cap = h.len;
-	}
-	err = read_all(fd, b->p, h.len);
-	if (!err)
-		b->len = h.len;
-	return err;
-}
-
-static int msg_recv(int fd, uint32_t *type, struct buf *b)
-{
-	return msg_recv_fds(fd, type, b, NULL);
-}
-
-static int run_dir_prepare(void)
-{
-	/*
-	 * Say so before anything fails with a bare EPERM: the holder injects
-	 * with ptrace (CAP_SYS_PTRACE), copies the fd with pidfd_getfd and
-	 * reads /proc/PID/map_files (CAP_SYS_ADMIN); its run directory is
-	 * root's.
-	 */
-	if (geteuid()) {
-		pr_err("tracking needs root (CAP_SYS_PTRACE and CAP_SYS_ADMIN, and %s is "
-		       "root's)\n",
-		       UFFDWP_RUN_DIR);
-		return -EPERM;
-	}
-	if (mkdir(UFFDWP_RUN_DIR, 0700) && errno != EEXIST) {
-		int err = -errno;
-
-		pr_perror("mkdir %s", UFFDWP_RUN_DIR);
-		return err;
-	}
-	/* An existing directory may have come with looser modes: not ours to trust. */
-	if (chmod(UFFDWP_RUN_DIR, 0700)) {
-		int err = -errno;
-
-		pr_perror("chmod %s", UFFDWP_RUN_DIR);
-		return err;
-	}
-	return 0;
-}
-
-/* The lock we hold on @fd is the one at @path, not one a holder unlinked. */
-static bool lock_is_current(int fd, const char *path)
-{
-	struct stat a, b;
-
-	return !fstat(fd, &a) && !stat(path, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
-/* How long the log of a holder that is gone is kept for its reader. */
-#define HOLDER_LOG_KEEP_S (7 * 24 * 3600)
-
-/* A log whose holder is gone (no lock file) and that is older than a week. */
-static void sweep_old_log(char *path, size_t n, time_t now)
-{
-	struct stat st;
-
-	strcpy(path + n - 3, "lock");
-	if (!access(path, F_OK))
-		return;
-	strcpy(path + n - 3, "log");
-	if (!lstat(path, &st) && S_ISREG(st.st_mode) && st.st_mtime + HOLDER_LOG_KEEP_S < now)
-		unlink(path);
-}
-
-/*
- * A holder that was killed (SIGKILL, OOM) leaves its lock, socket and log
- * behind. Whoever takes such a lock knows its holder is dead: take the
- * files away, keeping a log that says something (for a week).
- */
-static void run_dir_sweep(void)
-{
-	time_t now = time(NULL);
-	char path[PATH_MAX];
-	struct dirent *de;
-	struct stat st;
-	DIR *d;
-
-	d = opendir(UFFDWP_RUN_DIR);
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		int fd, n;
-
-		if (len < 5)
-			continue;
-		n = snprintf(path, sizeof(path), UFFDWP_RUN_DIR "/%s", de->d_name);
-		if (n < 0 || (size_t)n >= sizeof(path) - 1)
-			continue;
-		if (!strcmp(de->d_name + len - 4, ".log")) {
-			sweep_old_log(path, n, now);
-			continue;
-		}
-		if (len < 6 || strcmp(de->d_name + len - 5, ".lock"))
-			continue;
-		fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0)
-			continue;
-		if (!flock(fd, LOCK_EX | LOCK_NB) && lock_is_current(fd, path)) {
-			char *dot = path + n - 4;
-
-			strcpy(dot, "sock");
-			unlink(path);
-			strcpy(dot, "log");
-			if (!stat(path, &st) && !st.st_size)
-				unlink(path);
-			strcpy(dot, "lock");
-			/* Unlinked while held, as a holder does on its way out. */
-			unlink(path);
-		}
-		close(fd);
-	}
-	closedir(d);
-}
-
-int uffdwp_holder_path(pid_t pid, const char *kind, char *buf, size_t len)
-{
-	struct stat ns;
-	int n;
-
-	/* Without /proc, namespace 0: a name no namespace can share by mistake. */
-	if (stat("/proc/self/ns/pid", &ns))
-		ns.st_ino = 0;
-	n = snprintf(buf, len, UFFDWP_HOLDER_FILE_FMT, (unsigned long)ns.st_ino, pid, kind);
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-}
-
-int uffdwp_holder_running(pid_t pid)
-{
-	char path[108], buf[32];
-	int fd, n, holder = 0;
-
-	uffdwp_holder_path(pid, "lock", path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
-		/* We got it: nobody holds it. */
-		close(fd);
-		return 0;
-	}
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	if (n > 0) {
-		buf[n] = '\0';
-		holder = atoi(buf);
-	}
-	close(fd);
-	return holder > 0 ? holder : 1;
-}
 
 static uint64_t mono_ms(void)
 {
@@ -531,10 +87,10 @@ static pid_t peer_pid(int fd)
 
 static void holder_reply_err(int fd, int err)
 {
-	struct buf b = {0};
+	struct hw_buf b = {0};
 
-	if (!put_u64(&b, (uint64_t)(int64_t)err))
-		msg_send(fd, RESP_ERR, &b);
+	if (!hw_put_u64(&b, (uint64_t)(int64_t)err))
+		hw_send(fd, RESP_ERR, &b);
 	free(b.p);
 }
 
@@ -606,14 +162,14 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 			uint64_t started_ms, uint64_t last_use_ms, uint64_t *last_gen,
 			struct uffdwp_holder_status *hs, int *sync_fd, bool *used)
 {
-	struct buf in = {0}, out = {0};
+	struct hw_buf in = {0}, out = {0};
 	struct uffdwp_report *rep = NULL;
 	struct uffdwp_stop_stats stop;
 	uint32_t type;
 	int err, quit = 0, fds[2] = {-1, -1};
 
 	*used = false;
-	err = msg_recv_fds(cfd, &type, &in, fds);
+	err = hw_recv_fds(cfd, &type, &in, fds);
 	if (err)
 		goto out;
 	*used = type != REQ_STATUS;
@@ -636,15 +192,15 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 			break;
 		}
 		*last_gen = rep->gen;
-		err = report_encode(rep, &out);
+		err = hw_report_encode(rep, &out);
 		if (!err)
-			err = msg_send(cfd, RESP_REPORT, &out);
+			err = hw_send(cfd, RESP_REPORT, &out);
 		else
 			holder_reply_err(cfd, err);
 		break;
 	case REQ_COMMIT:
 	case REQ_COMMIT_SYNC: {
-		uint64_t gen = get_u64(&in);
+		uint64_t gen = hw_get_u64(&in);
 
 		if (in.bad || (type == REQ_COMMIT_SYNC && fds[0] < 0))
 			err = -EBADMSG;
@@ -666,11 +222,11 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		if (err)
 			holder_reply_err(cfd, err);
 		else
-			msg_send(cfd, RESP_OK, NULL);
+			hw_send(cfd, RESP_OK, NULL);
 		break;
 	}
 	case REQ_ADOPT: {
-		pid_t pid = (pid_t)get_u64(&in);
+		pid_t pid = (pid_t)hw_get_u64(&in);
 
 		err = (in.bad || fds[0] < 0 || fds[1] < 0)
 			  ? -EBADMSG
@@ -680,7 +236,7 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		if (err)
 			holder_reply_err(cfd, err);
 		else
-			msg_send(cfd, RESP_OK, NULL);
+			hw_send(cfd, RESP_OK, NULL);
 		break;
 	}
 	case REQ_STATUS:
@@ -695,14 +251,14 @@ static int holder_serve(int cfd, const struct uffdwp_holder_opts *o, struct uffd
 		hs->fork_events = uffdwp_tracker__fork_events(*tp);
 		hs->idle_timeout_s = o->idle_timeout_s;
 		hs->idle_ms = mono_ms() - last_use_ms;
-		if (!buf_put(&out, hs, sizeof(*hs)))
-			msg_send(cfd, RESP_STATUS, &out);
+		if (!hw_buf_put(&out, hs, sizeof(*hs)))
+			hw_send(cfd, RESP_STATUS, &out);
 		break;
 	case REQ_STOP:
-		uffdwp_tracker__stop(*tp, get_u64(&in) != 0, &stop);
+		uffdwp_tracker__stop(*tp, hw_get_u64(&in) != 0, &stop);
 		*tp = NULL;
-		if (!buf_put(&out, &stop, sizeof(stop)))
-			msg_send(cfd, RESP_STOP, &out);
+		if (!hw_buf_put(&out, &stop, sizeof(stop)))
+			hw_send(cfd, RESP_STOP, &out);
 		quit = 1;
 		break;
 	default:
@@ -876,10 +432,10 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 		return -ESRCH;
 	}
 	opts = &o;
-	err = run_dir_prepare();
+	err = holder_run_dir_prepare();
 	if (err)
 		return err;
-	run_dir_sweep();
+	holder_run_dir_sweep();
 	uffdwp_holder_path(opts->track.pid, "lock", path, sizeof(path));
 	for (;;) {
 		lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -897,7 +453,7 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 			return -EBUSY;
 		}
 		/* A holder leaving (or a sweep) unlinked it after we opened it: again. */
-		if (lock_is_current(lockfd, path))
+		if (holder_lock_is_current(lockfd, path))
 			break;
 		close(lockfd);
 	}
@@ -930,7 +486,7 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 	close(p[1]);
 	/* The lock now belongs to the child: its fd shares our open file. */
 	close(lockfd);
-	n = read_all(p[0], &res, sizeof(res));
+	n = hw_read_all(p[0], &res, sizeof(res));
 	close(p[0]);
 	if (n) {
 		waitpid(child, NULL, WNOHANG);
@@ -942,129 +498,4 @@ int uffdwp_holder_spawn(const struct uffdwp_holder_opts *opts)
 		return res;
 	}
 	return child;
-}
-
-static int client_call_fds(pid_t pid, uint32_t type, const struct buf *req, const int *fds,
-			   int nfds, uint32_t want, struct buf *resp)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint32_t rtype;
-	int fd, err;
-
-	uffdwp_holder_path(pid, "sock", sa.sun_path, sizeof(sa.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	err = nfds ? msg_send_fds(fd, type, req, fds, nfds) : msg_send(fd, type, req);
-	if (!err)
-		err = msg_recv(fd, &rtype, resp);
-	close(fd);
-	if (err)
-		return err == -EPIPE ? -ECONNRESET : err;
-	if (rtype == RESP_ERR) {
-		err = (int)(int64_t)get_u64(resp);
-		return err < 0 ? err : -EPROTO;
-	}
-	return rtype == want ? 0 : -EPROTO;
-}
-
-static int client_call(pid_t pid, uint32_t type, const struct buf *req, uint32_t want,
-		       struct buf *resp)
-{
-	return client_call_fds(pid, type, req, NULL, 0, want, resp);
-}
-
-int uffdwp_holder_adopt(pid_t pid, pid_t task, int uffd, int pagemap_fd)
-{
-	struct buf req = {0}, resp = {0};
-	int fds[2] = {uffd, pagemap_fd};
-	int err;
-
-	err = put_u64(&req, (uint64_t)task);
-	if (!err)
-		err = client_call_fds(pid, REQ_ADOPT, &req, fds, 2, RESP_OK, &resp);
-	free(req.p);
-	free(resp.p);
-	return err;
-}
-
-int uffdwp_holder_scan(pid_t pid, struct uffdwp_report **out)
-{
-	struct buf resp = {0};
-	int err;
-
-	err = client_call(pid, REQ_SCAN, NULL, RESP_REPORT, &resp);
-	if (!err)
-		err = report_decode(&resp, out);
-	free(resp.p);
-	return err;
-}
-
-int uffdwp_holder_commit(pid_t pid, uint64_t gen)
-{
-	return uffdwp_holder_commit_tag(pid, gen, NULL);
-}
-
-/* A commit (with @tag if any); with @img_dir >= 0 the holder syncs it after. */
-static int holder_commit(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir)
-{
-	struct buf req = {0}, resp = {0};
-	int err;
-
-	err = put_u64(&req, gen);
-	if (!err && tag)
-		err = buf_put(&req, tag, UFFDWP_HOLDER_TAG_LEN);
-	if (!err && img_dir >= 0)
-		err = client_call_fds(pid, REQ_COMMIT_SYNC, &req, &img_dir, 1, RESP_OK, &resp);
-	else if (!err)
-		err = client_call(pid, REQ_COMMIT, &req, RESP_OK, &resp);
-	free(req.p);
-	free(resp.p);
-	return err;
-}
-
-int uffdwp_holder_commit_tag(pid_t pid, uint64_t gen, const uint8_t *tag)
-{
-	return holder_commit(pid, gen, tag, -1);
-}
-
-int uffdwp_holder_commit_sync(pid_t pid, uint64_t gen, const uint8_t *tag, int img_dir)
-{
-	return img_dir < 0 ? -EBADF : holder_commit(pid, gen, tag, img_dir);
-}
-
-int uffdwp_holder_status(pid_t pid, struct uffdwp_holder_status *st)
-{
-	struct buf resp = {0};
-	int err;
-
-	err = client_call(pid, REQ_STATUS, NULL, RESP_STATUS, &resp);
-	if (!err && resp.len != sizeof(*st))
-		err = -EPROTO;
-	if (!err)
-		memcpy(st, resp.p, sizeof(*st));
-	free(resp.p);
-	return err;
-}
-
-int uffdwp_holder_stop(pid_t pid, int recollapse, struct uffdwp_stop_stats *stats)
-{
-	struct buf req = {0}, resp = {0};
-	int err;
-
-	err = put_u64(&req, recollapse ? 1 : 0);
-	if (!err)
-		err = client_call(pid, REQ_STOP, &req, RESP_STOP, &resp);
-	if (!err && resp.len != sizeof(*stats))
-		err = -EPROTO;
-	if (!err)
-		memcpy(stats, resp.p, sizeof(*stats));
-	free(req.p);
-	free(resp.p);
-	return err;
 }
