@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 """Shared pieces of the image tests: the command, a ground-truth model of a
-chain, spec files for the `img write` test driver, a CRC32C and a reader of
+chain, spec files for the `__debug img-write` test driver, a CRC32C and a reader of
 CRIU page images written from what CRIU's source says about them."""
 import os
 import random
@@ -155,7 +155,7 @@ def write_image(tmp, name, state, changed, parent=None, opts=(), check=True):
                 i = j
     with open(spec, "w") as f:
         f.write("\n".join(lines) + "\n")
-    args = ["img", "write", "--to", d, "--spec", spec] + list(opts)
+    args = ["__debug", "img-write", "--to", d, "--spec", spec] + list(opts)
     if parent:
         args += ["--parent", parent]
     p = run(*args, check=check)

@@ -163,13 +163,13 @@ def test_existing_parent_link_kept(tmp_path):
 def test_writer_refuses_bad_input(tmp_path):
     spec = tmp_path / "s"
     spec.write_text("task 1\nzero 0x2000 1\nzero 0x1000 1\n")
-    p = run("img", "write", "--to", tmp_path / "x", "--spec", spec, check=False)
+    p = run("__debug", "img-write", "--to", tmp_path / "x", "--spec", spec, check=False)
     assert p.returncode != 0 and b"out of" in p.stderr
     assert not (tmp_path / "x").exists()
     spec.write_text("task 1\nparent 0x1000 1\n")
-    p = run("img", "write", "--to", tmp_path / "y", "--spec", spec, check=False)
+    p = run("__debug", "img-write", "--to", tmp_path / "y", "--spec", spec, check=False)
     assert p.returncode != 0 and b"no parent" in p.stderr
-    p = run("img", "write", "--to", tmp_path / "z", "--spec", spec, "--frame-size", "5000",
+    p = run("__debug", "img-write", "--to", tmp_path / "z", "--spec", spec, "--frame-size", "5000",
             check=False)
     assert p.returncode != 0
 
@@ -252,7 +252,7 @@ def python_proc():
 def test_round_trip_real_memory(tmp_path, python_proc):
     pid = python_proc
     d = str(tmp_path / "full")
-    run("img", "write", "--to", d, "--from-pid", pid, "--threads", "2")
+    run("__debug", "img-write", "--to", d, "--from-pid", pid, "--threads", "2")
     assert verify(d)[0] == 0
     truth = proc_snapshot(pid, readable_maps(pid))
     lay = layout(d)[(TASK, pid)]
@@ -267,7 +267,7 @@ def test_round_trip_real_memory(tmp_path, python_proc):
     maps = readable_maps(pid)
     dirty = ",".join(f"{lo:#x}-{min(hi, lo + 64 * PAGE):#x}" for lo, hi in maps[::3])
     d2 = str(tmp_path / "delta")
-    run("img", "write", "--to", d2, "--from-pid", pid, "--parent", d, "--dirty", dirty)
+    run("__debug", "img-write", "--to", d2, "--from-pid", pid, "--parent", d, "--dirty", dirty)
     js = run_json("img", "show", d2)
     assert js["parent_pages"] > 0 and js["depth"] == 1
     assert verify(d2)[0] == 0
@@ -337,7 +337,9 @@ def test_new_delta_of_a_version_1_parent(golden, tmp_path):
 
 
 def test_write_driver_help_is_honest():
-    p = run("img", "write", "--help")
+    p = run("__debug", "img-write", "--help")
     assert b"test driver" in p.stdout and b"not a snapshot tool" in p.stdout
-    # Hidden from the list of img commands.
+    # Not among the user's img commands.
     assert b"\n  write " not in run("img", "--help").stdout
+    p = run("img", "write", "--to", "x", check=False)
+    assert p.returncode == 2 and b"unknown img command 'write'" in p.stderr

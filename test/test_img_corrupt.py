@@ -311,18 +311,18 @@ def test_kill_writer_at_random_points(tmp_path):
     rng = random.Random(13)
     tmp = str(tmp_path)
     base = os.path.join(tmp, "base")
-    run("img", "write", "--to", base, "--spec", big_spec(tmp, "base", 0, 4))
+    run("__debug", "img-write", "--to", base, "--spec", big_spec(tmp, "base", 0, 4))
     spec = big_spec(tmp, "delta", 1024, 48)
     # How long a whole write takes, to spread the kills over it.
     t0 = time.time()
-    run("img", "write", "--to", os.path.join(tmp, "timing"), "--parent", base, "--spec", spec,
+    run("__debug", "img-write", "--to", os.path.join(tmp, "timing"), "--parent", base, "--spec", spec,
         "--threads", "2")
     full = time.time() - t0
     shutil.rmtree(os.path.join(tmp, "timing"))
     outcomes = set()
     for i in range(12):
         d = os.path.join(tmp, f"d{i}")
-        p = subprocess.Popen([UFFDWP, "img", "write", "--to", d, "--parent", base, "--spec",
+        p = subprocess.Popen([UFFDWP, "__debug", "img-write", "--to", d, "--parent", base, "--spec",
                               spec, "--threads", "2"], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         try:
@@ -341,7 +341,7 @@ def test_kill_writer_at_random_points(tmp_path):
             outcomes.add("absent")
             # The next writer cleans up after the dead one.
             if i % 4 == 0 and os.path.isdir(d):
-                run("img", "write", "--to", d, "--parent", base, "--spec",
+                run("__debug", "img-write", "--to", d, "--parent", base, "--spec",
                     big_spec(tmp, "small", 1024, 1))
                 assert verify(d)[0] == 0
                 assert not [n for n in os.listdir(d) if n.startswith(".uffdwp-tmp")]
@@ -363,10 +363,10 @@ def test_enospc_keeps_chain(tmp_path, threads):
     try:
         tmp = str(tmp_path)
         base = os.path.join(mnt, "base")
-        run("img", "write", "--to", base, "--spec", big_spec(tmp, "base", 0, 1))
+        run("__debug", "img-write", "--to", base, "--spec", big_spec(tmp, "base", 0, 1))
         assert verify(base)[0] == 0
         d = os.path.join(mnt, "delta")
-        p = run("img", "write", "--to", d, "--parent", base, "--spec",
+        p = run("__debug", "img-write", "--to", d, "--parent", base, "--spec",
                 big_spec(tmp, "delta", 256, 8), "--threads", threads, check=False)
         assert p.returncode == 1
         assert b"No space left" in p.stderr
@@ -380,7 +380,7 @@ def test_enospc_keeps_chain(tmp_path, threads):
             assert not os.path.exists(os.path.join(mnt, "m"))
         # Once there is room again, the same write succeeds.
         subprocess.run(["mount", "-o", "remount,size=64m", mnt], check=True)
-        run("img", "write", "--to", d, "--parent", base, "--spec",
+        run("__debug", "img-write", "--to", d, "--parent", base, "--spec",
             big_spec(tmp, "delta", 256, 8))
         assert verify(d)[0] == 0
     finally:

@@ -54,6 +54,8 @@ int cmd_snap(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 /* Hidden: poke at single library pieces (tests, kernel bring-up). */
 int cmd_debug(int argc, char **argv);
+/* `uffdwp __debug img-write`: the tests' writer of exact images (debug_img.c). */
+int debug_img_write(int argc, char **argv);
 
 /* Set by --json and -v, before the command or among its arguments. */
 extern bool cli_json;

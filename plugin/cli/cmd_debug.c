@@ -57,6 +57,7 @@ static void debug_usage(FILE *f)
 	fprintf(f,
 		"usage: uffdwp __debug probe\n"
 		"       uffdwp __debug forkwatch   subscribe to fork events as a holder does\n"
+		"       uffdwp __debug img-write --to DIR ...   write an exact image (--help)\n"
 		"       uffdwp __debug inject-uffd [-n COUNT] PID\n"
 		"       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
 		"       uffdwp __debug adopt-track PID   start a holder that injects nothing\n"
@@ -292,6 +293,8 @@ int cmd_debug(int argc, char **argv)
 		return debug_probe();
 	if (!strcmp(argv[1], "forkwatch"))
 		return debug_forkwatch();
+	if (!strcmp(argv[1], "img-write"))
+		return debug_img_write(argc - 1, argv + 1);
 
 	while (i + 1 < argc && (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-r"))) {
 		opt = argv[i][1] == 'n' ? &count : &repeat;

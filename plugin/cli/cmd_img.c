@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * uffdwp img: show, verify, stats, read, merge and flatten compressed images,
- * and (hidden, for tests until `uffdwp snap` exists) write one.
+ * uffdwp img: show, verify, stats, read, merge and flatten compressed images.
+ * The tests' writer of exact images is `uffdwp __debug img-write` (debug_img.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,22 +22,6 @@
 
 #define PAGE  UFFDWP_IMG_PAGE_SIZE
 #define SHIFT UFFDWP_IMG_PAGE_SHIFT
-
-static const char write_usage[] =
-    "usage: uffdwp img write --to DIR [--parent DIR] [OPTS] --spec FILE\n"
-    "       uffdwp img write --to DIR [--parent DIR] [OPTS] --from-pid PID\n"
-    "                        [--ranges A-B,...] [--dirty A-B,...]\n"
-    "\n"
-    "A test driver, not a snapshot tool: it writes whatever it is told, with no\n"
-    "dirty tracking and no consistency (`uffdwp snap` will do that). With\n"
-    "--from-pid it reads the readable mappings of a process (those overlapping\n"
-    "--ranges, if given) with process_vm_readv while it runs; with --parent and\n"
-    "--dirty, only pages inside --dirty are read and the rest are marked in parent.\n"
-    "A spec file has one line per object or range, ranges in ascending order:\n"
-    "  task PID | shmem ID\n"
-    "  data ADDR NPAGES FILE [OFFSET]   pages from FILE at byte OFFSET\n"
-    "  mem ADDR NPAGES                  pages from the task's own memory\n"
-    "  parent ADDR NPAGES | zero ADDR NPAGES | fill ADDR NPAGES BYTE\n";
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -82,14 +66,9 @@ static double ratio(uint64_t raw, uint64_t stored)
 
 enum {
 	OPT_TO = 0x100,
-	OPT_PARENT,
 	OPT_LEVEL,
 	OPT_FRAME,
 	OPT_THREADS,
-	OPT_SPEC,
-	OPT_FROM_PID,
-	OPT_RANGES,
-	OPT_DIRTY,
 	OPT_TASK,
 	OPT_SHMEM,
 };
@@ -124,17 +103,10 @@ static const struct cli_opt img_opts[] = {
     {"task", OPT_TASK, "PID", " read ", "the pages of task PID"},
     {"shmem", OPT_SHMEM, "ID", " read ", "the pages of shared memory object ID"},
     {"output", 'o', "FILE", " read ", "write the pages to FILE"},
-    {"to", OPT_TO, "OUT", " merge flatten write ", "the directory to write"},
-    {"level", OPT_LEVEL, "N", " merge write ", "zstd level (default -1)"},
-    {"frame-size", OPT_FRAME, "B", " merge write ",
-     "raw bytes per frame (default 64K; K, M suffixes)"},
-    {"threads", OPT_THREADS, "N", " merge write ", "compression threads (default 1)"},
-    /* Hidden: the test driver's (img write --help). */
-    {"parent", OPT_PARENT, "DIR", " write ", NULL},
-    {"spec", OPT_SPEC, "FILE", " write ", NULL},
-    {"from-pid", OPT_FROM_PID, "PID", " write ", NULL},
-    {"ranges", OPT_RANGES, "LIST", " write ", NULL},
-    {"dirty", OPT_DIRTY, "LIST", " write ", NULL},
+    {"to", OPT_TO, "OUT", " merge flatten ", "the directory to write"},
+    {"level", OPT_LEVEL, "N", " merge ", "zstd level (default -1)"},
+    {"frame-size", OPT_FRAME, "B", " merge ", "raw bytes per frame (default 64K; K, M suffixes)"},
+    {"threads", OPT_THREADS, "N", " merge ", "compression threads (default 1)"},
     {NULL, 0, NULL, NULL, NULL},
 };
 
@@ -151,8 +123,7 @@ const struct cli_cmd cli_img = {
 
 struct img_args {
 	const char *sub;
-	const char *to, *parent, *spec, *ranges, *dirty, *out;
-	int pid;
+	const char *to, *out;
 	uint32_t obj_kind;
 	uint64_t obj_id;
 	bool has_obj;
@@ -177,18 +148,6 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 		case OPT_TO:
 			a->to = optarg;
 			break;
-		case OPT_PARENT:
-			a->parent = optarg;
-			break;
-		case OPT_SPEC:
-			a->spec = optarg;
-			break;
-		case OPT_RANGES:
-			a->ranges = optarg;
-			break;
-		case OPT_DIRTY:
-			a->dirty = optarg;
-			break;
 		case 'o':
 			a->out = optarg;
 			break;
@@ -209,11 +168,6 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 				return CLI_USAGE;
 			}
 			break;
-		case OPT_FROM_PID:
-			a->pid = cli_parse_pid(optarg);
-			if (a->pid < 0)
-				return CLI_USAGE;
-			break;
 		case OPT_TASK:
 		case OPT_SHMEM:
 			if (parse_u64(optarg, &a->obj_id))
@@ -232,14 +186,6 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 		a->sub = a->pos[0];
 		a->pos++;
 		a->npos--;
-	}
-	/* The test driver has its own help; it is no command of the table. */
-	if (a->sub && !strcmp(a->sub, "write")) {
-		if (p.help) {
-			fputs(write_usage, stdout);
-			return CLI_OK;
-		}
-		return -1;
 	}
 	sub = cli_find_sub(&cli_img, a->sub);
 	if (a->sub && !sub) {
@@ -707,312 +653,12 @@ static int img_flatten(struct img_args *a)
 	return img_chain_to(a, true);
 }
 
-/* ------------------------------------------------------------------- write */
-
-struct wranges {
-	uint64_t (*r)[2]; /* [start, end) bytes */
-	size_t n;
-};
-
-static int parse_ranges(const char *s, struct wranges *out)
-{
-	char *copy = strdup(s), *tok, *save = NULL, *dash;
-	uint64_t a, b;
-	void *n;
-
-	out->r = NULL;
-	out->n = 0;
-	if (!copy)
-		return -1;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		dash = strchr(tok, '-');
-		if (!dash)
-			goto bad;
-		*dash = 0;
-		if (parse_u64(tok, &a) || parse_u64(dash + 1, &b) || a >= b)
-			goto bad;
-		n = realloc(out->r, (out->n + 1) * sizeof(*out->r));
-		if (!n)
-			goto bad;
-		out->r = n;
-		out->r[out->n][0] = a & ~(uint64_t)(PAGE - 1);
-		out->r[out->n][1] = (b + PAGE - 1) & ~(uint64_t)(PAGE - 1);
-		out->n++;
-	}
-	free(copy);
-	return 0;
-bad:
-	cli_err("img: bad range list '%s' (want START-END,...)\n", s);
-	free(copy);
-	free(out->r);
-	out->r = NULL;
-	return -1;
-}
-
-static bool in_ranges(const struct wranges *w, uint64_t addr)
-{
-	size_t i;
-
-	for (i = 0; i < w->n; i++)
-		if (addr >= w->r[i][0] && addr < w->r[i][1])
-			return true;
-	return false;
-}
-
-/*
- * Copy @nr pages at @addr of @pid into the writer, in chunks; pages that
- * cannot be read (guard pages, beyond the end of a file) are left out.
- */
-static int write_mem(struct uffdwp_img_writer *w, int pid, uint64_t addr, uint64_t nr, uint8_t *buf,
-		     size_t buf_pages)
-{
-	struct iovec l, r;
-	uint64_t n, i;
-	ssize_t got;
-	int err;
-
-	while (nr) {
-		n = nr < buf_pages ? nr : buf_pages;
-		l.iov_base = buf;
-		l.iov_len = n * PAGE;
-		r.iov_base = (void *)(uintptr_t)addr;
-		r.iov_len = n * PAGE;
-		got = process_vm_readv(pid, &l, 1, &r, 1, 0);
-		if (got == (ssize_t)(n * PAGE)) {
-			err = uffdwp_img_writer__add_pages(w, addr, buf, n);
-			if (err)
-				return err;
-		} else {
-			if (got < 0 && errno != EFAULT && errno != EIO) {
-				err = -errno;
-				pr_perror("Can't read the memory of %d at %#" PRIx64, pid, addr);
-				return err;
-			}
-			/* One page at a time, skipping the unreadable ones. */
-			for (i = 0; i < n; i++) {
-				l.iov_len = r.iov_len = PAGE;
-				r.iov_base = (void *)(uintptr_t)(addr + i * PAGE);
-				if (process_vm_readv(pid, &l, 1, &r, 1, 0) != PAGE)
-					continue;
-				err = uffdwp_img_writer__add_pages(w, addr + i * PAGE, buf, 1);
-				if (err)
-					return err;
-			}
-		}
-		addr += n * PAGE;
-		nr -= n;
-	}
-	return 0;
-}
-
-static int write_from_pid(struct uffdwp_img_writer *w, struct img_args *a)
-{
-	struct wranges want = {0}, dirty = {0};
-	uint64_t start, end, addr, run;
-	char path[64], line[4096], perms[8];
-	uint8_t *buf = NULL;
-	FILE *f = NULL;
-	int err = -EINVAL;
-
-	if ((a->ranges && parse_ranges(a->ranges, &want)) ||
-	    (a->dirty && parse_ranges(a->dirty, &dirty)))
-		goto out;
-	if (a->dirty && !a->parent) {
-		cli_err("img: --dirty needs --parent\n");
-		goto out;
-	}
-	buf = malloc(256 * PAGE);
-	if (!buf) {
-		err = -ENOMEM;
-		goto out;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/maps", a->pid);
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
-		pr_perror("Can't open %s", path);
-		goto out;
-	}
-	err = uffdwp_img_writer__begin_object(w, UFFDWP_IMG_OBJ_TASK, a->pid);
-	while (!err && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %7s", &start, &end, perms) != 3)
-			continue;
-		/* vvar, vsyscall and the like are the kernel's, not the task's. */
-		if (perms[0] != 'r' || strstr(line, "[vvar") || strstr(line, "[vsyscall]"))
-			continue;
-		for (addr = start; !err && addr < end; addr += run * PAGE) {
-			bool wanted = !a->ranges || in_ranges(&want, addr);
-			bool read = !a->dirty || in_ranges(&dirty, addr);
-
-			for (run = 1; addr + run * PAGE < end; run++) {
-				uint64_t x = addr + run * PAGE;
-
-				if ((!a->ranges || in_ranges(&want, x)) != wanted ||
-				    (!a->dirty || in_ranges(&dirty, x)) != read)
-					break;
-			}
-			if (!wanted)
-				continue;
-			if (read)
-				err = write_mem(w, a->pid, addr, run, buf, 256);
-			else
-				err = uffdwp_img_writer__add_parent(w, addr, run);
-		}
-	}
-	if (!err)
-		err = uffdwp_img_writer__end_object(w);
-out:
-	if (f)
-		fclose(f);
-	free(buf);
-	free(want.r);
-	free(dirty.r);
-	return err;
-}
-
-static int spec_data(struct uffdwp_img_writer *w, uint64_t addr, uint64_t nr, const char *file,
-		     uint64_t off)
-{
-	uint8_t *buf;
-	uint64_t n;
-	int fd, err = 0;
-
-	fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err = -errno;
-		pr_perror("Can't open %s", file);
-		return err;
-	}
-	buf = malloc(256 * PAGE);
-	if (!buf)
-		err = -ENOMEM;
-	while (!err && nr) {
-		n = nr < 256 ? nr : 256;
-		if (pread(fd, buf, n * PAGE, off) != (ssize_t)(n * PAGE)) {
-			pr_err("%s: less than %" PRIu64 " pages at offset %" PRIu64 "\n", file, n,
-			       off);
-			err = -EIO;
-			break;
-		}
-		err = uffdwp_img_writer__add_pages(w, addr, buf, n);
-		addr += n * PAGE;
-		off += n * PAGE;
-		nr -= n;
-	}
-	free(buf);
-	close(fd);
-	return err;
-}
-
-static int write_spec(struct uffdwp_img_writer *w, const char *spec)
-{
-	char line[4096], word[16], file[4000];
-	uint64_t id = 0, addr, nr, x;
-	bool open_obj = false, is_task = false;
-	uint8_t *buf = NULL;
-	FILE *f;
-	int err = 0, lineno = 0, n;
-
-	f = fopen(spec, "re");
-	if (!f) {
-		err = -errno;
-		pr_perror("Can't open %s", spec);
-		return err;
-	}
-	while (!err && fgets(line, sizeof(line), f)) {
-		lineno++;
-		x = 0;
-		if (line[0] == '#' || sscanf(line, "%15s", word) != 1)
-			continue;
-		if (!strcmp(word, "task") || !strcmp(word, "shmem")) {
-			if (sscanf(line, "%*s %" SCNu64, &id) != 1)
-				goto bad;
-			if (open_obj)
-				err = uffdwp_img_writer__end_object(w);
-			is_task = word[0] == 't';
-			if (!err)
-				err = uffdwp_img_writer__begin_object(
-				    w, is_task ? UFFDWP_IMG_OBJ_TASK : UFFDWP_IMG_OBJ_SHMEM, id);
-			open_obj = true;
-			continue;
-		}
-		n = sscanf(line, "%*s %" SCNi64 " %" SCNu64 " %3999s %" SCNi64, &addr, &nr, file,
-			   &x);
-		if (n < 2)
-			goto bad;
-		if (!strcmp(word, "data") && n >= 3) {
-			err = spec_data(w, addr, nr, file, x);
-		} else if (!strcmp(word, "mem") && is_task) {
-			if (!buf)
-				buf = malloc(256 * PAGE);
-			err = buf ? write_mem(w, id, addr, nr, buf, 256) : -ENOMEM;
-		} else if (!strcmp(word, "parent")) {
-			err = uffdwp_img_writer__add_parent(w, addr, nr);
-		} else if (!strcmp(word, "zero")) {
-			err = uffdwp_img_writer__add_fill(w, addr, nr, 0);
-		} else if (!strcmp(word, "fill") && n >= 3) {
-			x = strtoul(file, NULL, 0);
-			err = uffdwp_img_writer__add_fill(w, addr, nr, x);
-		} else {
-			goto bad;
-		}
-	}
-	if (!err && open_obj)
-		err = uffdwp_img_writer__end_object(w);
-	free(buf);
-	fclose(f);
-	return err;
-bad:
-	cli_err("img: %s:%d: cannot parse: %s", spec, lineno, line);
-	free(buf);
-	fclose(f);
-	return -EINVAL;
-}
-
-static int img_write(struct img_args *a)
-{
-	struct uffdwp_img_writer *w;
-	struct uffdwp_img_stats st;
-	int err;
-
-	if (a->npos || !a->to || !a->spec == !a->pid) {
-		if (a->npos)
-			cli_err("img write: unexpected argument '%s'\n", a->pos[0]);
-		fputs(write_usage, stderr);
-		return CLI_USAGE;
-	}
-	w = uffdwp_img_writer__begin(a->to, a->parent, &a->opts);
-	if (!w)
-		return CLI_ERR;
-	err = a->spec ? write_spec(w, a->spec) : write_from_pid(w, a);
-	if (!err)
-		err = uffdwp_img_writer__commit(w);
-	if (!err) {
-		uffdwp_img_writer__stats(w, &st);
-		if (cli_json)
-			printf("{\"pages\": %" PRIu64 ", \"data_pages\": %" PRIu64
-			       ", \"fill_pages\": %" PRIu64 ", \"parent_pages\": %" PRIu64
-			       ", \"frames\": %" PRIu64 ", \"stored_bytes\": %" PRIu64
-			       ", \"pages_file\": %" PRIu64 ", \"index_bytes\": %" PRIu64 "}\n",
-			       st.pages, st.data_pages, st.fill_pages, st.parent_pages, st.frames,
-			       st.stored_bytes, st.pages_file, st.index_bytes);
-		else
-			printf("%s: %" PRIu64 " pages (%" PRIu64 " data, %" PRIu64
-			       " zero/fill, %" PRIu64 " in parent), %" PRIu64 " bytes stored\n",
-			       a->to, st.pages, st.data_pages, st.fill_pages, st.parent_pages,
-			       st.pages_file);
-	}
-	uffdwp_img_writer__free(w);
-	return !err ? CLI_OK : err == -EINVAL ? CLI_USAGE : CLI_ERR;
-}
-
 static const struct {
 	const char *name;
 	int (*fn)(struct img_args *a);
 } img_cmds[] = {
-    {"show", img_show},	  {"verify", img_verify},   {"stats", img_stats}, {"read", img_read},
-    {"merge", img_merge}, {"flatten", img_flatten}, {"write", img_write}, /* hidden: the tests'
-									     driver */
+    {"show", img_show}, {"verify", img_verify}, {"stats", img_stats},
+    {"read", img_read}, {"merge", img_merge},	{"flatten", img_flatten},
 };
 
 int cmd_img(int argc, char **argv)
