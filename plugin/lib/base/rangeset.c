@@ -209,3 +209,71 @@ int uffdwp_rangeset__add_clipped(struct uffdwp_rangeset *dst, const struct uffdw
 	}
 	return 0;
 }
+
+int uffdwp_rangeset__subtract(struct uffdwp_rangeset *out, const struct uffdwp_rangeset *a,
+			      const struct uffdwp_rangeset *b)
+{
+	size_t i, j = 0;
+	int err;
+
+	uffdwp_rangeset__clear(out);
+	for (i = 0; i < a->nr; i++) {
+		uint64_t s = a->r[i].start, e = a->r[i].end;
+
+		while (j < b->nr && b->r[j].end <= s)
+			j++;
+		for (size_t k = j; k < b->nr && b->r[k].start < e && s < e; k++) {
+			if (b->r[k].start > s) {
+				err = uffdwp_rangeset__add(out, s, b->r[k].start);
+				if (err)
+					return err;
+			}
+			if (b->r[k].end > s)
+				s = b->r[k].end;
+		}
+		if (s < e) {
+			err = uffdwp_rangeset__add(out, s, e);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+int uffdwp_rangeset__intersect(struct uffdwp_rangeset *out, const struct uffdwp_rangeset *a,
+			       const struct uffdwp_rangeset *b)
+{
+	size_t i = 0, j = 0;
+	int err;
+
+	uffdwp_rangeset__clear(out);
+	while (i < a->nr && j < b->nr) {
+		uint64_t s = a->r[i].start > b->r[j].start ? a->r[i].start : b->r[j].start;
+		uint64_t e = a->r[i].end < b->r[j].end ? a->r[i].end : b->r[j].end;
+
+		if (s < e) {
+			err = uffdwp_rangeset__add(out, s, e);
+			if (err)
+				return err;
+		}
+		if (a->r[i].end < b->r[j].end)
+			i++;
+		else
+			j++;
+	}
+	return 0;
+}
+
+int uffdwp_rangeset__remove_set(struct uffdwp_rangeset *a, const struct uffdwp_rangeset *b)
+{
+	struct uffdwp_rangeset t = UFFDWP_RANGESET_INIT;
+	int err = uffdwp_rangeset__subtract(&t, a, b);
+
+	if (!err) {
+		uffdwp_rangeset__fini(a);
+		*a = t;
+	} else {
+		uffdwp_rangeset__fini(&t);
+	}
+	return err;
+}

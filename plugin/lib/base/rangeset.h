@@ -42,6 +42,15 @@ int uffdwp_rangeset__add_set(struct uffdwp_rangeset *rs, const struct uffdwp_ran
 /* Remove [start, end). Returns 0 or -ENOMEM (splitting a range needs room). */
 int uffdwp_rangeset__remove(struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
 
+/* @out = @a minus @b (@out is cleared first). Returns 0 or -ENOMEM. */
+int uffdwp_rangeset__subtract(struct uffdwp_rangeset *out, const struct uffdwp_rangeset *a,
+			      const struct uffdwp_rangeset *b);
+/* @out = what @a and @b both hold (@out is cleared first). Returns 0 or -ENOMEM. */
+int uffdwp_rangeset__intersect(struct uffdwp_rangeset *out, const struct uffdwp_rangeset *a,
+			       const struct uffdwp_rangeset *b);
+/* @a = @a minus @b; unchanged on failure. Returns 0 or -ENOMEM. */
+int uffdwp_rangeset__remove_set(struct uffdwp_rangeset *a, const struct uffdwp_rangeset *b);
+
 /* Whether any byte of [start, end) is in the set. */
 bool uffdwp_rangeset__overlaps(const struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
 /* Whether every byte of [start, end) is in the set. */
