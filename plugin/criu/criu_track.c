@@ -18,6 +18,7 @@
 #include "criu_track.h"
 #include "track/holder.h"
 #include "base/log.h"
+#include "base/procfs.h"
 
 #define PAGE_SZ 4096ULL
 
@@ -353,63 +354,29 @@ static int ranges_reserve(size_t n)
 	return 0;
 }
 
-struct map_off {
-	uint64_t start, off;
-};
-
-/* File offsets of one task's mappings, from /proc/PID/maps, by start. */
+/* One task's mappings, read once while CRIU asks about it. */
 static struct {
 	pid_t pid;
-	struct map_off *v;
-	size_t nr;
+	struct uffdwp_maps maps;
 } moff;
 
 static void moff_reset(void)
 {
-	free(moff.v);
+	uffdwp_maps__fini(&moff.maps);
 	memset(&moff, 0, sizeof(moff));
 }
 
 /* The tasks are frozen while CRIU asks: their maps do not change meanwhile. */
 static int moff_load(pid_t pid)
 {
-	char path[64], line[512];
-	unsigned long long s, e, off;
-	size_t cap = 0;
-	FILE *f;
+	int err;
 
 	if (moff.pid == pid)
 		return 0;
 	moff_reset();
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		/* A line longer than the buffer: the rest is its path, skip it. */
-		bool whole = strchr(line, '\n') != NULL;
-
-		if (sscanf(line, "%llx-%llx %*s %llx", &s, &e, &off) == 3) {
-			if (moff.nr == cap) {
-				struct map_off *v =
-				    realloc(moff.v, (cap ? 2 * cap : 256) * sizeof(*v));
-
-				if (!v) {
-					fclose(f);
-					moff_reset();
-					return -ENOMEM;
-				}
-				moff.v = v;
-				cap = cap ? 2 * cap : 256;
-			}
-			moff.v[moff.nr].start = s;
-			moff.v[moff.nr].off = off;
-			moff.nr++;
-		}
-		while (!whole && fgets(line, sizeof(line), f))
-			whole = strchr(line, '\n') != NULL;
-	}
-	fclose(f);
+	err = uffdwp_maps__read(pid, &moff.maps);
+	if (err)
+		return err;
 	moff.pid = pid;
 	return 0;
 }
@@ -426,7 +393,7 @@ static int moff_load(pid_t pid)
 static uint64_t file_backed_end(pid_t pid, uint64_t start, uint64_t end)
 {
 	char path[96];
-	uint64_t size, lim;
+	uint64_t size, lim, off;
 	size_t lo, hi;
 	struct stat st;
 
@@ -437,19 +404,20 @@ static uint64_t file_backed_end(pid_t pid, uint64_t start, uint64_t end)
 	if (moff_load(pid))
 		return end;
 	lo = 0;
-	hi = moff.nr;
+	hi = moff.maps.nr;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (moff.v[mid].start < start)
+		if (moff.maps.v[mid].start < start)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo == moff.nr || moff.v[lo].start != start)
+	if (lo == moff.maps.nr || moff.maps.v[lo].start != start)
 		return end;
 	size = ((uint64_t)st.st_size + PAGE_SZ - 1) & ~(PAGE_SZ - 1);
-	lim = size > moff.v[lo].off ? start + (size - moff.v[lo].off) : start;
+	off = moff.maps.v[lo].pgoff;
+	lim = size > off ? start + (size - off) : start;
 	return lim < end ? lim : end;
 }
 
