@@ -45,9 +45,9 @@ struct fs_cache {
 	int nr;
 };
 
-static long fs_type_of(pid_t pid, const struct uffdwp_vma *v, struct fs_cache *c)
+static long fs_type_of(const char *dir, const struct uffdwp_vma *v, struct fs_cache *c)
 {
-	char path[64];
+	char path[96];
 	struct statfs st;
 	int i;
 
@@ -56,8 +56,7 @@ static long fs_type_of(pid_t pid, const struct uffdwp_vma *v, struct fs_cache *c
 			return c->type[i];
 
 	/* map_files needs CAP_SYS_ADMIN, which the tracker has as root. */
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, v->start,
-		 v->end);
+	snprintf(path, sizeof(path), "%s/map_files/%" PRIx64 "-%" PRIx64, dir, v->start, v->end);
 	if (statfs(path, &st))
 		return 0;
 	if (c->nr < (int)(sizeof(c->dev) / sizeof(c->dev[0]))) {
@@ -67,7 +66,8 @@ static long fs_type_of(pid_t pid, const struct uffdwp_vma *v, struct fs_cache *c
 	return st.f_type;
 }
 
-static void vma_classify(pid_t pid, struct uffdwp_vma *v, const char *path, struct fs_cache *c)
+static void vma_classify(const char *dir, struct uffdwp_vma *v, const char *path,
+			 struct fs_cache *c)
 {
 	long fstype;
 
@@ -99,7 +99,7 @@ static void vma_classify(pid_t pid, struct uffdwp_vma *v, const char *path, stru
 	 * Block-device file systems cannot hold shmem or hugetlb; only look
 	 * up anonymous devices (major 0), once per device.
 	 */
-	fstype = major(v->dev) == 0 ? fs_type_of(pid, v, c) : 0;
+	fstype = major(v->dev) == 0 ? fs_type_of(dir, v, c) : 0;
 	if (fstype == HUGETLBFS_MAGIC) {
 		v->kind = UFFDWP_VMA_HUGETLB;
 	} else if (fstype == TMPFS_MAGIC || (v->prot & UFFDWP_VMA_SYSV) ||
@@ -112,11 +112,12 @@ static void vma_classify(pid_t pid, struct uffdwp_vma *v, const char *path, stru
 	}
 }
 
-int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
+/* The maps of @dir, /proc/PID or /proc/PID/task/TID. */
+static int maps_read(const char *dir, struct uffdwp_maps *maps)
 {
 	struct fs_cache cache = {.nr = 0};
 	size_t cap = 0;
-	char path[64];
+	char path[96];
 	char *line = NULL;
 	size_t len = 0;
 	FILE *f;
@@ -124,7 +125,7 @@ int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 
 	maps->v = NULL;
 	maps->nr = 0;
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	snprintf(path, sizeof(path), "%s/maps", dir);
 	f = fopen(path, "re");
 	if (!f)
 		return errno == ENOENT ? -ESRCH : -errno;
@@ -140,7 +141,7 @@ int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &pgoff,
 			   &maj, &mnr, &ino, &name_at) < 7) {
 			line[strcspn(line, "\n")] = '\0';
-			pr_err("cannot parse /proc/%d/maps line: %s\n", pid, line);
+			pr_err("cannot parse %s line: %s\n", path, line);
 			err = -EINVAL;
 			break;
 		}
@@ -169,7 +170,7 @@ int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 		name = line + name_at;
 		name[strcspn(name, "\n")] = '\0';
 		snprintf(v->name, sizeof(v->name), "%s", name);
-		vma_classify(pid, v, name, &cache);
+		vma_classify(dir, v, name, &cache);
 	}
 	free(line);
 	fclose(f);
@@ -181,6 +182,22 @@ int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
 	if (!maps->nr && access(path, R_OK))
 		return -ESRCH;
 	return 0;
+}
+
+int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps)
+{
+	char dir[32];
+
+	snprintf(dir, sizeof(dir), "/proc/%d", pid);
+	return maps_read(dir, maps);
+}
+
+int uffdwp_maps__read_thread(pid_t pid, pid_t tid, struct uffdwp_maps *maps)
+{
+	char dir[64];
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task/%d", pid, tid);
+	return maps_read(dir, maps);
 }
 
 void uffdwp_maps__fini(struct uffdwp_maps *maps)
@@ -520,4 +537,31 @@ int uffdwp_sysv_shm_info(int shmid, unsigned long *nattch, uint64_t *atime, uint
 	free(line);
 	fclose(f);
 	return err;
+}
+
+int uffdwp_proc_thread_status(pid_t pid, pid_t tid, struct uffdwp_thread_status *st)
+{
+	char path[64], line[256];
+	FILE *f;
+	int err;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+	f = fopen(path, "re");
+	if (!f) {
+		err = -errno;
+		return err == -ENOENT ? -ESRCH : err;
+	}
+	memset(st, 0, sizeof(*st));
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "State:", 6))
+			sscanf(line + 6, " %c", &st->state);
+		else if (!strncmp(line, "Tgid:", 5))
+			st->tgid = atoi(line + 5);
+		else if (!strncmp(line, "TracerPid:", 10))
+			st->tracer = atoi(line + 10);
+		else if (!strncmp(line, "Seccomp:", 8))
+			st->seccomp = atoi(line + 8);
+	}
+	fclose(f);
+	return 0;
 }

@@ -68,6 +68,8 @@ struct uffdwp_maps {
  * Returns 0, or -errno: -ESRCH the process is gone.
  */
 int uffdwp_maps__read(pid_t pid, struct uffdwp_maps *maps);
+/* The same, through thread @tid (a zombie leader's maps are empty). */
+int uffdwp_maps__read_thread(pid_t pid, pid_t tid, struct uffdwp_maps *maps);
 void uffdwp_maps__fini(struct uffdwp_maps *maps);
 const char *uffdwp_vma_kind_name(enum uffdwp_vma_kind kind);
 
@@ -107,5 +109,22 @@ uint64_t uffdwp_proc_start_time(pid_t pid);
  * Returns 0, -ENOENT if the segment is gone, or -errno.
  */
 int uffdwp_sysv_shm_info(int shmid, unsigned long *nattch, uint64_t *atime, uint64_t *dtime);
+
+/* The few fields of /proc/PID/task/TID/status that injection needs. */
+struct uffdwp_thread_status {
+	char state; /* 0: not read */
+	pid_t tgid;
+	pid_t tracer;
+	int seccomp;
+};
+
+/* Read them: 0, or -errno (-ESRCH: no such thread). */
+int uffdwp_proc_thread_status(pid_t pid, pid_t tid, struct uffdwp_thread_status *st);
+
+/* A state of a thread that will never run again (or was never read). */
+static inline bool uffdwp_state_is_dead(char state)
+{
+	return state == 'Z' || state == 'X' || state == 0;
+}
 
 #endif /* UFFDWP_PROCFS_H__ */

@@ -47,6 +47,7 @@
 #include "uapi/uffdwp-uapi.h"
 #include "track/inject.h"
 #include "base/log.h"
+#include "base/procfs.h"
 
 /* __USER_CS: a 64-bit task. 0x23 would be an ia32 one, which we do not handle. */
 #define X86_64_USER_CS 0x33
@@ -78,58 +79,18 @@ struct uffdwp_remote {
 	bool dead;	 /* the thread has exited; nothing to restore */
 };
 
-struct proc_status {
-	char state;
-	pid_t tgid;
-	pid_t tracer;
-	int seccomp;
-};
-
-/* Parse the few fields of /proc/PID/task/TID/status we need. */
-static int read_status(pid_t pid, pid_t tid, struct proc_status *st)
-{
-	char path[64], line[256];
-	FILE *f;
-	int err;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
-		return err == -ENOENT ? -ESRCH : err;
-	}
-	memset(st, 0, sizeof(*st));
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "State:", 6))
-			sscanf(line + 6, " %c", &st->state);
-		else if (!strncmp(line, "Tgid:", 5))
-			st->tgid = atoi(line + 5);
-		else if (!strncmp(line, "TracerPid:", 10))
-			st->tracer = atoi(line + 10);
-		else if (!strncmp(line, "Seccomp:", 8))
-			st->seccomp = atoi(line + 8);
-	}
-	fclose(f);
-	return 0;
-}
-
-static bool state_is_dead(char state)
-{
-	return state == 'Z' || state == 'X' || state == 0;
-}
-
 /*
  * The leader, unless it already exited and is only waiting for its threads
  * (zombie leader): then a zombie cannot stop, so take any live thread.
  */
-static int pick_thread(pid_t pid, pid_t *tgid, pid_t *tid, struct proc_status *st)
+static int pick_thread(pid_t pid, pid_t *tgid, pid_t *tid, struct uffdwp_thread_status *st)
 {
 	struct dirent *de;
 	char path[64];
 	DIR *d;
 	int err;
 
-	err = read_status(pid, pid, st);
+	err = uffdwp_proc_thread_status(pid, pid, st);
 	if (err) {
 		if (err == -ESRCH)
 			pr_err("no process %d\n", pid);
@@ -138,14 +99,14 @@ static int pick_thread(pid_t pid, pid_t *tgid, pid_t *tid, struct proc_status *s
 		return err;
 	}
 	*tgid = st->tgid ? st->tgid : pid;
-	if (*tgid == pid && !state_is_dead(st->state)) {
+	if (*tgid == pid && !uffdwp_state_is_dead(st->state)) {
 		*tid = pid;
 		return 0;
 	}
 	if (*tgid != pid) {
 		/* A thread id: the mm is shared, so its group will do. */
-		err = read_status(*tgid, *tgid, st);
-		if (!err && !state_is_dead(st->state)) {
+		err = uffdwp_proc_thread_status(*tgid, *tgid, st);
+		if (!err && !uffdwp_state_is_dead(st->state)) {
 			*tid = *tgid;
 			return 0;
 		}
@@ -164,7 +125,7 @@ static int pick_thread(pid_t pid, pid_t *tgid, pid_t *tid, struct proc_status *s
 
 		if (t <= 0 || t == *tgid)
 			continue;
-		if (read_status(*tgid, t, st) || state_is_dead(st->state))
+		if (uffdwp_proc_thread_status(*tgid, t, st) || uffdwp_state_is_dead(st->state))
 			continue;
 		*tid = t;
 		err = 0;
@@ -241,41 +202,41 @@ static int scan_for_syscall(struct uffdwp_remote *r, unsigned long start, unsign
  */
 static int find_syscall_insn(struct uffdwp_remote *r)
 {
-	unsigned long start, end, exec_budget = EXEC_SCAN_MAX;
-	char path[64], line[512], perms[8];
+	unsigned long exec_budget = EXEC_SCAN_MAX;
+	struct uffdwp_maps maps;
 	int err = -ENOENT, pass;
-	FILE *f;
+	size_t i;
 
 	/* The task's own maps: the leader's is empty once it is a zombie. */
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/maps", r->pid, r->tid);
-	f = fopen(path, "re");
-	if (!f) {
-		err = -errno;
-		pr_perror("cannot open %s", path);
+	err = uffdwp_maps__read_thread(r->pid, r->tid, &maps);
+	if (err) {
+		pr_err("cannot read the maps of %d/%d: %s\n", r->pid, r->tid,
+		       uffdwp_strerror(-err));
 		return err == -ENOENT ? -ESRCH : err;
 	}
+	err = -ENOENT;
 	for (pass = 0; pass < 2 && r->syscall_ip == 0; pass++) {
-		rewind(f);
-		while (fgets(line, sizeof(line), f)) {
-			bool vdso = strstr(line, "[vdso]") != NULL;
+		for (i = 0; i < maps.nr; i++) {
+			const struct uffdwp_vma *v = &maps.v[i];
+			bool vdso = !strcmp(v->name, "[vdso]");
 
-			if (sscanf(line, "%lx-%lx %7s", &start, &end, perms) != 3)
-				continue;
 			if (pass == 0 && !vdso)
 				continue;
 			/* [vsyscall] is execute-only or emulated: jumping into it faults. */
-			if (pass == 1 && (perms[2] != 'x' || perms[0] != 'r' ||
-					  strstr(line, "[vsyscall]") || !exec_budget))
+			if (pass == 1 && ((v->prot & (UFFDWP_VMA_READ | UFFDWP_VMA_EXEC)) !=
+					      (UFFDWP_VMA_READ | UFFDWP_VMA_EXEC) ||
+					  !strcmp(v->name, "[vsyscall]") || !exec_budget))
 				continue;
-			err = scan_for_syscall(r, start, end, pass ? exec_budget : VDSO_READ_MAX);
+			err = scan_for_syscall(r, v->start, v->end,
+					       pass ? exec_budget : VDSO_READ_MAX);
 			if (pass == 1)
-				exec_budget -=
-				    end - start < exec_budget ? end - start : exec_budget;
+				exec_budget -= v->end - v->start < exec_budget ? v->end - v->start
+									       : exec_budget;
 			if (!err)
 				break;
 		}
 	}
-	fclose(f);
+	uffdwp_maps__fini(&maps);
 	if (!r->syscall_ip) {
 		pr_err("no syscall instruction found in the mappings of %d\n", r->pid);
 		return err == -ENOENT ? -ENOEXEC : err;
@@ -414,9 +375,9 @@ static int wait_first_stop(struct uffdwp_remote *r)
 		left = STOP_TIMEOUT_MS - (int)(elapsed_us(&t0) / 1000);
 		err = wait_event(r, &status, left > 0 ? left : 0);
 		if (err == -ETIMEDOUT) {
-			struct proc_status st = {};
+			struct uffdwp_thread_status st = {};
 
-			read_status(r->pid, r->tid, &st);
+			uffdwp_proc_thread_status(r->pid, r->tid, &st);
 			pr_err(
 			    "thread %d did not stop within %d ms (state %c); it stays seized until "
 			    "a later attach finds it stopped, or this process exits\n",
@@ -508,7 +469,7 @@ static int wait_syscall_stop(struct uffdwp_remote *r)
 	}
 }
 
-static int seize(struct uffdwp_remote *r, const struct proc_status *st)
+static int seize(struct uffdwp_remote *r, const struct uffdwp_thread_status *st)
 {
 	unsigned long opts = PTRACE_O_TRACESYSGOOD;
 	int err;
@@ -536,9 +497,9 @@ static int seize(struct uffdwp_remote *r, const struct proc_status *st)
 	if (err == -ESRCH) {
 		pr_err("no process %d\n", r->pid);
 	} else if (err == -EPERM) {
-		struct proc_status now;
+		struct uffdwp_thread_status now;
 
-		if (!read_status(r->pid, r->tid, &now) && now.tracer) {
+		if (!uffdwp_proc_thread_status(r->pid, r->tid, &now) && now.tracer) {
 			pr_err("process %d is already traced by %d (a debugger, strace or CRIU)\n",
 			       r->pid, now.tracer);
 			return -EBUSY;
@@ -557,7 +518,7 @@ static int seize(struct uffdwp_remote *r, const struct proc_status *st)
  * by us, and once it stops it stays stopped until we let go: do that now.
  * Only the thread that seized it may (ptrace is per tracer thread).
  */
-static int release_abandoned(struct uffdwp_remote *r, struct proc_status *st)
+static int release_abandoned(struct uffdwp_remote *r, struct uffdwp_thread_status *st)
 {
 	int status;
 	pid_t ret;
@@ -574,13 +535,13 @@ static int release_abandoned(struct uffdwp_remote *r, struct proc_status *st)
 		return -EBUSY;
 	}
 	pr_info("released thread %d, left seized by an earlier attach\n", r->tid);
-	return read_status(r->pid, r->tid, st);
+	return uffdwp_proc_thread_status(r->pid, r->tid, st);
 }
 
 int uffdwp_remote__attach(pid_t pid, struct uffdwp_remote **out)
 {
 	struct uffdwp_remote *r;
-	struct proc_status st;
+	struct uffdwp_thread_status st;
 	int err;
 
 	r = calloc(1, sizeof(*r));
