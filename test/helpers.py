@@ -272,6 +272,16 @@ PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PAGE_IS_FILE, PAGE_IS_PRESENT, PAGE_IS_SWAPP
     1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4)
 
 
+
+def dirty_in(rep, pid, lo, hi):
+    """Dirty pages of pid within [lo, hi)."""
+    n = 0
+    for s, e in task_ranges(rep, pid):
+        s, e = max(s, lo), min(e, hi)
+        if s < e:
+            n += (e - s) // PAGE
+    return n
+
 def pagemap_scan(pid, start, end, mask, inverted=0):
     """The regions of [start, end) of pid whose categories match @mask
     (after @inverted), as the kernel's own walk says: [(start, end, cats)].
