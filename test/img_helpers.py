@@ -236,6 +236,7 @@ def check_chain(d, state):
 # ---------------------------------------------------------------- CRIU images
 
 CRIU_IMG_COMMON_MAGIC = 0x54564319
+CRIU_IMG_SERVICE_MAGIC = 0x55105940  # stats, inventory and the like
 CRIU_PAGEMAP_MAGIC = 0x56084025
 CRIU_PE_PRESENT = 4
 
@@ -274,12 +275,14 @@ def pb_fields(b):
 
 def criu_img_records(path, magic=None):
     """The protobuf records of a CRIU image, after its two magic words
-    (checked when @magic is given), each as pb_fields() decodes it."""
+    (checked when @magic is given), each as pb_fields() decodes it. The
+    tests and scripts/bench-* read CRIU's images with it."""
     with open(path, "rb") as f:
         b = f.read()
     m1, m2 = struct.unpack_from("<II", b, 0)
     if magic is not None:
-        assert (m1, m2) == (CRIU_IMG_COMMON_MAGIC, magic), f"{path}: magic {m1:x} {m2:x}"
+        assert m1 in (CRIU_IMG_COMMON_MAGIC, CRIU_IMG_SERVICE_MAGIC) and m2 == magic, \
+            f"{path}: magic {m1:x} {m2:x}, want {magic:x}"
     i, recs = 8, []
     while i < len(b):
         n = struct.unpack_from("<I", b, i)[0]
