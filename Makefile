@@ -172,8 +172,9 @@ setup:
 	scripts/install-deps.sh
 	$(MAKE) criu
 
-$(BUILD)/bench-track-tool: scripts/bench-track-tool.c $(LIB)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+$(BUILD)/bench-track-tool: scripts/bench-track-tool.c scripts/bench-track-child.c scripts/bench-track-out.c \
+			   scripts/bench-track.h $(LIB)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^) $(LIB) $(LDLIBS)
 
 bench: all $(BUILD)/bench-track-tool
 	scripts/bench-track --out $(BUILD)/bench-track.json
