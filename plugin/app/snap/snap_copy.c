@@ -13,6 +13,25 @@
 #include "base/log.h"
 #include "snap/snap_priv.h"
 
+void snap_progress(struct snap *s, uint64_t bytes)
+{
+	s->prog_done += bytes;
+	if (!s->o->progress)
+		return;
+	if (bytes && s->prog_done < s->prog_total && s->prog_done - s->prog_last < PROGRESS_GAP)
+		return;
+	s->prog_last = s->prog_done;
+	s->o->progress(s->o->progress_arg, s->phase, s->prog_done, s->prog_total);
+}
+
+void snap_progress_start(struct snap *s, enum uffdwp_snap_phase phase, uint64_t total)
+{
+	s->phase = phase;
+	s->prog_done = s->prog_last = 0;
+	s->prog_total = total;
+	snap_progress(s, 0);
+}
+
 /* ------------------------------------------------------------------ copying */
 
 int snap_stage_open(struct snap *s)

@@ -95,7 +95,7 @@ static inline bool holder_gone(int err)
 	return err == -ENOENT || err == -ECONNREFUSED || err == -ECONNRESET;
 }
 
-/* snap.c: progress of the current phase, reported every PROGRESS_GAP bytes. */
+/* snap_copy.c: progress of the current phase, reported every PROGRESS_GAP bytes. */
 void snap_progress(struct snap *s, uint64_t bytes);
 void snap_progress_start(struct snap *s, enum uffdwp_snap_phase phase, uint64_t total);
 
