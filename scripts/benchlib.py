@@ -17,7 +17,7 @@ from img_helpers import criu_img_records, pb_fields  # noqa: E402
 PAGE = 4096
 RUN_DIR = "/run/uffdwp"
 CANDIDATES = ("/opt/criu-uffdwp/sbin/criu", "/opt/criu/sbin/criu", "/usr/local/sbin/criu")
-HOOKS_MARK = b"needs a plugin that tracks memory"  # a string of criu-patches/ 0007-0008
+HOOKS_MARK = b"needs a plugin that tracks memory"  # a string of the series' memory tracking patches
 
 STATS_MAGIC = 0x57093306
 PAGEMAP_MAGIC = 0x56084025
@@ -242,7 +242,7 @@ def find_criu(explicit):
             continue
         with open(c, "rb") as f:
             if HOOKS_MARK not in f.read():
-                tried.append((c, "no memory tracking hooks (criu-patches/ 0005-0009)"))
+                tried.append((c, "no memory tracking hooks (criu-patches/: plugin: add memory tracking hooks)"))
                 continue
         return c, None
     return None, "; ".join(f"{c}: {why}" for c, why in tried) or "no criu anywhere"

@@ -51,7 +51,7 @@ def criu(tracking):
     with open(c, "rb") as f:
         if b"needs a plugin that tracks memory" not in f.read():
             pytest.skip(f"{c} has the uffd-wp-track option but not the memory tracking "
-                        "hooks (criu-patches/ 0005-0009)")
+                        "hooks (criu-patches/, \"plugin: add memory tracking hooks\")")
     if not os.path.exists(PLUGIN):
         pytest.skip(f"{PLUGIN} not built: make CRIU_INCLUDE=<include/criu of that CRIU>")
     for tool in ("unshare", "setsid"):
@@ -229,7 +229,8 @@ def test_migrate(tree, predumps):
 
 def test_migrate_read_mode(tree):
     """--pre-dump-mode read: pages copied with process_vm_readv after the tasks
-    run again, through one shared pipe (series 0018)."""
+    run again, through one shared pipe (the series' "page-pipe: one pipe for
+    all buffers of a read-mode pre-dump")."""
     t = tree()
     parent = None
     for i in range(2):
@@ -301,7 +302,8 @@ def test_shared_anon(tree, predumps, fork_events):
 @pytest.mark.parametrize("mode", ["splice", "read"])
 def test_shared_anon_written_while_copied(tree, mode):
     """Shared memory written all the time, also while a pre-dump copies it
-    after the tasks run again (series 0020): every write since a page was
+    after the tasks run again (the series' "shmem: under --uffd-wp-track,
+    pre-dump shared memory after the tasks run again"): every write since a page was
     copied must reach a later image. The child's thread checks each page
     against its private record of the last value it stored there."""
     t = tree(workload="shm_wl", pages=SHM_PAGES, args=("spin",))

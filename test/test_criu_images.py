@@ -339,7 +339,8 @@ def test_remote_lazy(itree, predumps):
     """criu lazy-pages --page-server against a page server serving the compressed images."""
     t = itree()
     d, _ = _migrate(t, predumps)
-    # pipe_read_dest_init() asks for a 4 MiB pipe (criu-patches/HOOKS.md).
+    # Remote lazy-pages: pipe_read_dest_init() (CRIU's page-pipe.c) asks for a
+    # PIPE_MAX_SIZE (4 MiB) pipe, above fs.pipe-max-size's 1 MiB default.
     with _sysctl("fs.pipe-max-size", 4194304):
         t.restore(d.name, lazy="remote")
         _verify(t)
@@ -583,7 +584,7 @@ def test_lazy_dump_chain(itree):
     cmd = [t.criu, "dump", "-t", str(t.root), "-D", str(d), "-L", t.plugdir, "-v4", "-o",
            "dump.log", "--uffd-wp-track", "--plugin-pages", "--prev-images-dir",
            f"../{parent}", "--lazy-pages", "--port", str(port)]
-    # The lazy dump serves pages through pipes of PIPE_MAX_SIZE (criu-patches/HOOKS.md).
+    # The lazy dump serves pages through pipes of PIPE_MAX_SIZE (4 MiB) too.
     with _sysctl("fs.pipe-max-size", 4194304):
         dump = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)

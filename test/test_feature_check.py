@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""The memory-tracking feature check under --uffd-wp-track (series 0023).
+"""The memory-tracking feature check under --uffd-wp-track (the series' "check, rpc:
+answer mem_track for --uffd-wp-track").
 
 Container runtimes ask `criu swrk` for mem_track (FEATURE_CHECK) before a
 pre-dump and hand their configuration file along; `criu check --feature
@@ -47,7 +48,7 @@ def rpc_pb2():
     finally:
         sys.path.remove(path)
     if "uffd_wp_track" not in m.criu_opts.DESCRIPTOR.fields_by_name:
-        pytest.skip(f"{path}/rpc_pb2.py has no criu_opts.uffd_wp_track (series 0003)")
+        pytest.skip(f"{path}/rpc_pb2.py has no criu_opts.uffd_wp_track (series: \"rpc: add uffd_wp_track\")")
     return m
 
 
@@ -96,7 +97,8 @@ def test_rpc_mem_track(criu, plugdir, empty, rpc_pb2, tmp_path):  # noqa: F811
     o = pb.criu_opts(images_dir_fd=-1, log_file="dump.log", track_mem=True,
                      config_file=_conf(tmp_path, "uffd-wp-track", f"libdir {plugdir}"))
     assert _swrk(criu, pb, o)[:2] == (True, "")
-    # A network-lock line made criu swrk dereference a NULL argv (0024).
+    # A network-lock line made criu swrk dereference a NULL argv (the
+    # series' "config: do not read argv when parsing a configuration file").
     o = pb.criu_opts(images_dir_fd=-1, config_file=_conf(
         tmp_path, "uffd-wp-track", f"libdir {plugdir}", "network-lock skip"))
     assert _swrk(criu, pb, o)[:2] == (True, "")

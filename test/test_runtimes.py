@@ -3,8 +3,8 @@
 
 runc 1.1.5 (Debian) runs `criu swrk` with a FEATURE_CHECK request for
 mem_track before every `runc checkpoint --pre-dump`, and hands CRIU
-/etc/criu/runc.conf as the configuration file of every request (0023
-makes the feature check read it). The tests write that file for their
+/etc/criu/runc.conf as the configuration file of every request (the
+series' "check, rpc: answer mem_track" makes the feature check read it). The tests write that file for their
 duration and put /etc/criu back as it was. Containers are OCI bundles
 made here: busybox-static as the root, test/workloads/rt_wl (static) as
 init, holding a few hundred MiB and rewriting a known part of them all
@@ -213,8 +213,8 @@ def test_runc_migrate(container, plugdir, pages):
     restore: each delta holds only what rt_wl rewrote, and the restored
     container finds every page as it left it."""
     # The recommended configuration (docs/runtimes.md); network-lock skip
-    # keeps iptables-restore out of the frozen time (series 0024 lets
-    # runc.conf say it).
+    # keeps iptables-restore out of the frozen time (the series'
+    # config fix for RPC lets runc.conf say it).
     conf = ["uffd-wp-track", f"libdir {plugdir}", "network-lock skip"]
     if pages != "raw":
         conf.append("plugin-pages")
