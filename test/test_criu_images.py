@@ -6,7 +6,7 @@ The criu_wl tree of test_criu.py gets 0..3 pre-dumps and a dump with
 uffdwp-pages-<id>.zst (zstd frames, seek table, CRC32C). The chain is
 restored eagerly, lazily (criu lazy-pages) and lazily from a page server;
 the restored tree checks every page itself. Needs a CRIU with the
-page-data hook (criu-patches-next/, plugin ABI 0.4.0) and the plugin built
+page-data hook (criu-patches/, plugin ABI 0.4.0) and the plugin built
 against it; skips otherwise.
 """
 import contextlib

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The CRIU plugin: registration and the hooks, thin over criu_track.c.
- * Needs a CRIU with the memory tracking hooks (plugin ABI 0.3.0, see
- * criu-patches/); CRIU calls them only under --uffd-wp-track.
+ * Needs a CRIU with the memory tracking hooks (criu-patches/, plugin ABI
+ * 0.4.0, with the page-data hook); CRIU calls them only under --uffd-wp-track.
  *
- * With a CRIU that has the page-data hook (ABI 0.4.0) and --plugin-pages,
- * pages images are written compressed (criu_pages.c); the plugin then
- * records itself in the inventory and restore, lazy-pages and page-server
- * read through it. Otherwise images stay CRIU's own raw format.
+ * With --plugin-pages, pages images are written compressed (criu_pages.c);
+ * the plugin then records itself in the inventory and restore, lazy-pages
+ * and page-server read through it. Otherwise images stay CRIU's own raw
+ * format.
  */
 #define LOG_PREFIX "criu: "
 #include <errno.h>
