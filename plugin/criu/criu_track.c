@@ -50,7 +50,8 @@ void uffdwp_criu_track__reset(void)
  * CRIU killed there leaves them running as plain CRIU does: "track-task"
  * as a task's tracking begins, "adopted" once the holder has its
  * userfaultfd and before anything is registered, "after-scan" after each
- * scan.
+ * scan, "finish" as the run ends (a pre-dump's tasks run again by then),
+ * before the commit.
  */
 static void fault_point(const char *point)
 {
@@ -528,6 +529,7 @@ int uffdwp_criu_track__finish(int status, bool tasks_end, int img_dir)
 	uint8_t id[UFFDWP_HOLDER_TAG_LEN];
 	int err = 0;
 
+	fault_point("finish");
 	if (status) {
 		if (run.rep)
 			pr_info("run failed: scan gen %llu stays pending\n",
