@@ -544,41 +544,26 @@ def test_page_server(tree):
 
 
 def _kill_criu_at(t, action, name, parent, point):
-    """Run `criu action` and have it SIGKILLed at @point; returns the log.
-    A point of the plugin's fault injection (UFFDWP_CRIU_FAULT) is exact. A
-    point ("log", PATTERN) is a kill once the log shows PATTERN: it lands a
-    few lines later, so it is used only where nothing that follows injects
-    a system call into the tasks (a CRIU killed in the middle of one kills
-    the task, plain CRIU too)."""
+    """Run `criu action` with the plugin's fault injection set to @point
+    (UFFDWP_CRIU_FAULT): CRIU is SIGKILLed exactly there. Returns the log."""
     d = t.base / name
     d.mkdir()
     cmd = [t.criu, action, "-t", str(t.root), "-D", str(d), "-L", t.plugdir,
            "-v4", "-o", "criu.log", "--uffd-wp-track"]
     if parent:
         cmd += ["--prev-images-dir", f"../{parent}"]
-    env = dict(os.environ)
-    if isinstance(point, str):
-        env["UFFDWP_CRIU_FAULT"] = point
+    env = dict(os.environ, UFFDWP_CRIU_FAULT=point)
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, env=env)
     try:
-        if isinstance(point, str):
-            rc = p.wait(timeout=60)
-            log = _read(d / "criu.log") or ""
-            assert rc == -signal.SIGKILL and f"CRIU killed at {point}" in log, \
-                f"{action} was not killed at {point} (rc {rc})\n{_log_tail(d / 'criu.log')}"
-        else:
-            pattern = point[1]
-            _wait_for(lambda: p.poll() is not None or
-                      pattern in (_read(d / "criu.log") or ""),
-                      f"'{pattern}' in the log of {action}")
-            assert p.poll() is None, \
-                f"{action} ended before '{pattern}'\n{_log_tail(d / 'criu.log')}"
-            p.kill()
+        rc = p.wait(timeout=60)
+        log = _read(d / "criu.log") or ""
+        assert rc == -signal.SIGKILL and f"CRIU killed at {point}" in log, \
+            f"{action} was not killed at {point} (rc {rc})\n{_log_tail(d / 'criu.log')}"
     finally:
         p.kill()
         p.wait(timeout=30)
-    return _read(d / "criu.log") or ""
+    return log
 
 
 def _task_state(pid):
@@ -600,8 +585,8 @@ def _uffd_wp_vmas(pid):
         return sum(1 for l in f if l.startswith("VmFlags:") and " uw" in l)
 
 
-# (the run that is killed, where: a fault point of the plugin, or a log line)
-# A log line raced with a pre-dump fast enough to end before the test saw it.
+# (the run that is killed, the plugin's fault point where it is killed; a
+# kill after a log line raced with CRIU and with the syscalls it injects)
 KILL_POINTS = {
     "predump0-track-task": ("pre0", "track-task"),
     "predump0-adopted": ("pre0", "adopted"),
