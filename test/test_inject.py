@@ -174,6 +174,22 @@ def wait_state(pid, want, tid=None, timeout=5):
     raise AssertionError(f"{pid} did not reach state {want}: {thread_states(pid)}")
 
 
+def wait_blocked_in(pid, nr, timeout=5):
+    """Until @pid sleeps in its own system call @nr: "ready" comes just
+    before the call, and a remote call made before it would meet a signal
+    meant for the call."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        if fields and fields[0] == str(nr) and st[st.rindex(")") + 2] == "S":
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{pid} is not blocked in system call {nr}")
+
+
 def wait_remote_call(pid, tracer, timeout=5):
     """Until @tracer has @pid blocked in a call made from the [vdso], which is
     where inject.c finds its `syscall` instruction."""
@@ -224,7 +240,7 @@ def test_probe_reports_all_features():
         assert r.returncode == 0, r.stderr
 
 
-NR_USERFAULTFD, NR_PIDFD_OPEN, NR_PIDFD_GETFD = 323, 434, 438  # x86-64
+NR_USERFAULTFD, NR_PIDFD_OPEN, NR_PIDFD_GETFD, NR_PAUSE = 323, 434, 438, 34  # x86-64
 ENOSYS, EPERM = 38, 1
 
 
@@ -321,6 +337,7 @@ def test_signal_during_injection_kept(procs):
     with EINTR as it would have without us. A SIGSTOP in the same window
     ends our call and leaves the target stopped."""
     p, _ = start(procs, "inj_block", "pause")
+    wait_blocked_in(p.pid, NR_PAUSE)
     # A remote pause() blocks until something unblockable comes.
     c = subprocess.Popen([UFFDWP, "__debug", "remote-syscall", str(p.pid), "pause"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
