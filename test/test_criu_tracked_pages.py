@@ -116,3 +116,7 @@ def test_tracked_chain_is_what_the_task_holds(criu, plugdir, tmp_path, wl):  # n
     with open(f"{d}/3/dump.log") as f:
         log = f.read()
     assert "in parent" in log
+    # Tracked VMAs are userfaultfd-registered: the VMA reader must know the bit.
+    if "vma-bpf: Reading VMA flags with the task_vma iterator" in log:
+        assert "unseen before, reading smaps" not in log, \
+            [ln for ln in log.splitlines() if "unseen before" in ln][:2]
