@@ -204,6 +204,33 @@ def test_sizes_compressed_vs_raw(itree):
     assert zst_total < raw_total
 
 
+def _zstd_raw_len(path):
+    """Bytes `zstd -d` (not our reader) decodes from a page file."""
+    r = subprocess.run(["zstd", "-dc", path], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return len(r.stdout)
+
+
+@pytest.mark.skipif(not shutil.which("zstd"), reason="no zstd command (Debian: zstd)")
+def test_final_dump_stores_frames(itree):
+    """The frozen final dump stores its frames (zstd raw blocks, a copy);
+    every layer is zstd that zstd itself decodes, and the chain restores."""
+    t = itree()
+    d, _ = _migrate(t, 1)
+    pre, final = t.dumps[0], t.dumps[-1]
+    for x, stored in ((pre, False), (final, True)):
+        files = [os.path.join(x, f) for f in os.listdir(x) if f.startswith(ZST)]
+        assert files, x
+        for f in files:
+            size, raw = os.path.getsize(f), _zstd_raw_len(f)
+            assert raw > 0 and raw % 4096 == 0, (f, raw)
+            # Stored: the raw bytes and a few header bytes per frame.
+            if stored:
+                assert raw <= size <= raw * 1.01 + 4096, (f, raw, size)
+    t.restore(d.name)
+    _verify(t)
+
+
 @pytest.mark.parametrize("raw_at", [(0,), (1,), (2,)], ids=["raw-base", "raw-middle", "raw-top"])
 @pytest.mark.parametrize("lazy", [None, "local"], ids=["eager", "lazy"])
 def test_mixed_chain(itree, raw_at, lazy):

@@ -141,7 +141,8 @@ int uffdwp_img_opts__check(const struct uffdwp_img_opts *o)
 		pr_err("%d threads: 1 to %d please\n", o->threads, UFFDWP_IMG_MAX_THREADS);
 		return -EINVAL;
 	}
-	if (o->level < ZSTD_minCLevel() || o->level > ZSTD_maxCLevel()) {
+	if (o->level != UFFDWP_ZLEVEL_STORE &&
+	    (o->level < ZSTD_minCLevel() || o->level > ZSTD_maxCLevel())) {
 		pr_err("zstd level %d is outside %d..%d\n", o->level, ZSTD_minCLevel(),
 		       ZSTD_maxCLevel());
 		return -EINVAL;

@@ -62,9 +62,46 @@ struct uffdwp_zwriter {
 	int err;
 };
 
+/*
+ * UFFDWP_ZLEVEL_STORE: a zstd frame of raw blocks (RFC 8878, 3.1.1), which
+ * every zstd decoder reads, written at the cost of a copy. The frame header
+ * is single segment with the content size; blocks hold at most 128 KiB.
+ */
+static size_t store_frame(uint8_t *dst, const uint8_t *src, size_t n)
+{
+	uint8_t *p = dst;
+	size_t off = 0;
+
+	p[0] = 0x28, p[1] = 0xb5, p[2] = 0x2f, p[3] = 0xfd; /* ZSTD_MAGICNUMBER, little-endian */
+	p += 4;
+	if (n >= 256 && n < 65536 + 256) {
+		*p++ = 1 << 6 | 1 << 5; /* 2-byte content size, less 256; single segment */
+		p[0] = (n - 256) & 0xff, p[1] = (n - 256) >> 8;
+		p += 2;
+	} else {
+		*p++ = 2 << 6 | 1 << 5; /* 4-byte content size; single segment */
+		p[0] = n & 0xff, p[1] = n >> 8 & 0xff, p[2] = n >> 16 & 0xff, p[3] = n >> 24 & 0xff;
+		p += 4;
+	}
+	do {
+		size_t bs = n - off < ZSTD_BLOCKSIZE_MAX ? n - off : ZSTD_BLOCKSIZE_MAX;
+		uint32_t hdr = (uint32_t)(bs << 3) | (off + bs == n); /* type 0: raw */
+
+		p[0] = hdr & 0xff, p[1] = hdr >> 8 & 0xff, p[2] = hdr >> 16 & 0xff;
+		memcpy(p + 3, src + off, bs);
+		p += 3 + bs;
+		off += bs;
+	} while (off < n);
+	return p - dst;
+}
+
 static ZSTD_CCtx *cctx_new(int level)
 {
-	ZSTD_CCtx *c = ZSTD_createCCtx();
+	ZSTD_CCtx *c;
+
+	if (level == UFFDWP_ZLEVEL_STORE)
+		return NULL;
+	c = ZSTD_createCCtx();
 
 	if (!c) {
 		errno = ENOMEM;
@@ -83,7 +120,8 @@ static ZSTD_CCtx *cctx_new(int level)
 
 static void slot_compress(struct zslot *s, ZSTD_CCtx *c, size_t cbound)
 {
-	size_t r = ZSTD_compress2(c, s->cbuf, cbound, s->raw, s->raw_len);
+	size_t r = c ? ZSTD_compress2(c, s->cbuf, cbound, s->raw, s->raw_len) :
+		       store_frame(s->cbuf, s->raw, s->raw_len);
 
 	if (ZSTD_isError(r)) {
 		pr_err("zstd compression failed: %s\n", ZSTD_getErrorName(r));
@@ -116,7 +154,7 @@ static void *zworker(void *arg)
 		}
 		s->state = SLOT_BUSY;
 		pthread_mutex_unlock(&zw->lock);
-		if (c)
+		if (c || zw->level == UFFDWP_ZLEVEL_STORE)
 			slot_compress(s, c, zw->cbound);
 		else
 			s->err = -ENOMEM;
@@ -143,7 +181,8 @@ struct uffdwp_zwriter *uffdwp_zwriter__new(int fd, const char *path, int level, 
 	zw->path = path;
 	zw->level = level;
 	zw->frame_size = frame_size;
-	zw->cbound = ZSTD_compressBound(frame_size);
+	/* A stored frame takes 4 + 5 + 3 bytes per 128 KiB more than the raw bytes. */
+	zw->cbound = ZSTD_compressBound(frame_size) + 16 + 3 * (frame_size / ZSTD_BLOCKSIZE_MAX);
 	zw->nslots = threads > 1 ? 2 * threads : 1;
 
 	zw->slots = calloc(zw->nslots, sizeof(*zw->slots));
@@ -158,7 +197,7 @@ struct uffdwp_zwriter *uffdwp_zwriter__new(int fd, const char *path, int level, 
 
 	if (threads <= 1) {
 		zw->cctx = cctx_new(level);
-		if (!zw->cctx)
+		if (!zw->cctx && level != UFFDWP_ZLEVEL_STORE)
 			goto err_free;
 		return zw;
 	}

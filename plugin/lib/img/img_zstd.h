@@ -26,6 +26,13 @@
 struct uffdwp_zwriter;
 
 /*
+ * A level below zstd's range: frames of raw blocks, still zstd frames that
+ * any reader decodes, written at the cost of a copy (for writes while the
+ * tasks are frozen).
+ */
+#define UFFDWP_ZLEVEL_STORE (-1000000)
+
+/*
  * A frame writer appending to @fd (named @path in messages). Frames hold
  * @frame_size raw bytes (the last one less) compressed at @level with zstd's
  * content checksum. @threads > 1 compresses on that many worker threads,
