@@ -120,8 +120,8 @@ static ZSTD_CCtx *cctx_new(int level)
 
 static void slot_compress(struct zslot *s, ZSTD_CCtx *c, size_t cbound)
 {
-	size_t r = c ? ZSTD_compress2(c, s->cbuf, cbound, s->raw, s->raw_len) :
-		       store_frame(s->cbuf, s->raw, s->raw_len);
+	size_t r = c ? ZSTD_compress2(c, s->cbuf, cbound, s->raw, s->raw_len)
+		     : store_frame(s->cbuf, s->raw, s->raw_len);
 
 	if (ZSTD_isError(r)) {
 		pr_err("zstd compression failed: %s\n", ZSTD_getErrorName(r));
