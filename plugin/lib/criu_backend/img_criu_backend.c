@@ -43,6 +43,7 @@ struct uffdwp_cpages_writer {
 	int fd;
 	uint32_t id;
 	bool committed;
+	bool no_sync;
 	struct uffdwp_zwriter *zw;
 	uint8_t *buf;
 	char tmp[NAME_MAX + 1], name[NAME_MAX + 1];
@@ -65,6 +66,7 @@ struct uffdwp_cpages_writer *uffdwp_cpages_writer__new(int dir_fd, uint32_t id,
 		return NULL;
 	w->fd = -1;
 	w->id = id;
+	w->no_sync = opts->no_sync;
 	snprintf(w->tmp, sizeof(w->tmp), UFFDWP_CPAGES_TMP_NAME, id);
 	snprintf(w->name, sizeof(w->name), UFFDWP_CPAGES_NAME, id);
 	dir_path(dir_fd, w->name, w->path, sizeof(w->path));
@@ -140,7 +142,7 @@ int uffdwp_cpages_writer__commit(struct uffdwp_cpages_writer *w, uint64_t *raw, 
 	if (err)
 		return err;
 	uffdwp_zwriter__counts(w->zw, &r, &s, &frames);
-	if (fsync(w->fd) || renameat(w->dir_fd, w->tmp, w->dir_fd, w->name)) {
+	if ((!w->no_sync && fsync(w->fd)) || renameat(w->dir_fd, w->tmp, w->dir_fd, w->name)) {
 		err = -errno;
 		pr_perror("Can't finish %s", w->path);
 		return err;

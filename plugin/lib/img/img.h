@@ -74,6 +74,12 @@ struct uffdwp_img_opts {
 	int level;	     /* zstd level, default UFFDWP_IMG_DEF_LEVEL */
 	uint32_t frame_size; /* raw bytes per frame: a multiple of 4096 up to MAX_FRAME */
 	int threads;	     /* 1: compress in the caller; N > 1: N worker threads */
+	/*
+	 * CRIU page files only: rename without fsync(), leaving durability to
+	 * a later syncfs() (writes while the tasks are frozen; CRIU's own
+	 * images are never synced by CRIU). Frame CRCs still catch a torn file.
+	 */
+	bool no_sync;
 };
 
 /* Fill @o with the defaults. */

@@ -63,6 +63,7 @@ void uffdwp_img_opts__init(struct uffdwp_img_opts *o)
 	o->level = UFFDWP_IMG_DEF_LEVEL;
 	o->frame_size = UFFDWP_IMG_DEF_FRAME;
 	o->threads = 1;
+	o->no_sync = false;
 }
 
 /*
