@@ -3,7 +3,6 @@
 chain, spec files for the `__debug img-write` test driver, a CRC32C and a reader of
 CRIU page images written from what CRIU's source says about them."""
 import os
-import random
 import struct
 import subprocess
 
@@ -238,7 +237,7 @@ def check_chain(d, state):
 CRIU_IMG_COMMON_MAGIC = 0x54564319
 CRIU_IMG_SERVICE_MAGIC = 0x55105940  # stats, inventory and the like
 CRIU_PAGEMAP_MAGIC = 0x56084025
-CRIU_PE_PRESENT = 4
+CRIU_PE_PARENT, CRIU_PE_LAZY, CRIU_PE_PRESENT = 1, 2, 4
 
 
 def _varint(b, i):
@@ -292,20 +291,34 @@ def criu_img_records(path, magic=None):
     return recs
 
 
-def read_criu_pagemap(dirname, name):
-    """Pages of one CRIU pagemap image: {page number: bytes}."""
+def criu_pagemap_entries(dirname, name):
+    """One CRIU pagemap image and its pages: (entries, page data), each
+    entry (vaddr, nr_pages, flags, offset of its data). nr_pages is field 5
+    or, in older images, compat_nr_pages (2); an entry without flags is
+    present, or in the parent (in_parent)."""
     recs = criu_img_records(os.path.join(dirname, name), CRIU_PAGEMAP_MAGIC)
-    pages_id = recs[0][1][0]
-    with open(os.path.join(dirname, f"pages-{pages_id}.img"), "rb") as f:
+    with open(os.path.join(dirname, f"pages-{recs[0][1][0]}.img"), "rb") as f:
         data = f.read()
-    out, off, last = {}, 0, -1
+    entries, off = [], 0
     for e in recs[1:]:
-        vaddr, nr = e[1][0], e[2][0]
-        assert e[4][0] == CRIU_PE_PRESENT and 3 not in e
+        vaddr, nr = e[1][0], e[5][0] if 5 in e else e[2][0]
+        flags = e[4][0] if 4 in e else CRIU_PE_PARENT if e.get(3, [0])[0] else CRIU_PE_PRESENT
+        entries.append((vaddr, nr, flags, off))
+        if flags & CRIU_PE_PRESENT:
+            off += nr * PAGE
+    assert off == len(data), f"{dirname}/{name}: pagemap and pages differ in size"
+    return entries, data
+
+
+def read_criu_pagemap(dirname, name):
+    """Pages of one CRIU pagemap image with present pages only:
+    {page number: bytes}."""
+    entries, data = criu_pagemap_entries(dirname, name)
+    out, last = {}, -1
+    for vaddr, nr, flags, off in entries:
+        assert flags == CRIU_PE_PRESENT, f"entry at {vaddr:x}: flags {flags}, not present only"
         assert vaddr > last, "entries out of order"
         last = vaddr
         for k in range(nr):
-            out[vaddr // PAGE + k] = data[off:off + PAGE]
-            off += PAGE
-    assert off == len(data)
+            out[vaddr // PAGE + k] = data[off + k * PAGE:off + (k + 1) * PAGE]
     return out

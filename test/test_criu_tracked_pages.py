@@ -16,40 +16,27 @@ import subprocess
 
 import pytest
 
-from helpers import PAGE, Workload
-from img_helpers import CRIU_PAGEMAP_MAGIC, criu_img_records
+from helpers import PAGE
+from img_helpers import CRIU_PE_PARENT, CRIU_PE_PRESENT, criu_pagemap_entries
 from test_criu import criu, plugdir  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(180)
-
-PE_PARENT, PE_PRESENT = 1, 4
 
 
 class Layer:
     """One dump directory's pagemap of a task: its entries and page data."""
 
     def __init__(self, d, pid, parent=None):
-        recs = criu_img_records(os.path.join(d, f"pagemap-{pid}.img"), CRIU_PAGEMAP_MAGIC)
-        with open(os.path.join(d, f"pages-{recs[0][1][0]}.img"), "rb") as f:
-            self.data = f.read()
+        self.entries, self.data = criu_pagemap_entries(d, f"pagemap-{pid}.img")
         self.parent = parent
-        self.entries, off = [], 0
-        for e in recs[1:]:
-            vaddr, nr = e[1][0], e[5][0] if 5 in e else e[2][0]  # nr_pages, or compat_nr_pages
-            # Without flags an entry is present, or in the parent (in_parent).
-            flags = e[4][0] if 4 in e else PE_PARENT if e.get(3, [0])[0] else PE_PRESENT
-            self.entries.append((vaddr, nr, flags, off))
-            if flags & PE_PRESENT:
-                off += nr * PAGE
-        assert off == len(self.data), f"{d}: pagemap and pages differ in size"
 
     def page(self, addr):
         for vaddr, nr, flags, off in self.entries:
             if vaddr <= addr < vaddr + nr * PAGE:
-                if flags & PE_PRESENT:
+                if flags & CRIU_PE_PRESENT:
                     o = off + (addr - vaddr)
                     return self.data[o:o + PAGE]
-                if flags & PE_PARENT:
+                if flags & CRIU_PE_PARENT:
                     assert self.parent, f"hole at {addr:x} with no parent"
                     return self.parent.page(addr)
                 return None
