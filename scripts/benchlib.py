@@ -8,12 +8,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests' reader of CRIU's images (test/img_helpers.py).
 sys.path.insert(0, os.path.join(ROOT, "test"))
 from img_helpers import criu_img_records, pb_fields  # noqa: E402
+from helpers import read_file, wait_for as _wait_for  # noqa: E402
 PAGE = 4096
 RUN_DIR = "/run/uffdwp"
 CANDIDATES = ("/opt/criu-uffdwp/sbin/criu", "/opt/criu/sbin/criu", "/usr/local/sbin/criu")
@@ -160,21 +160,11 @@ def sizename(b):
 
 
 def read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
+    return read_file(path)
 
 
 def wait_for(pred, what, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.01)
-    raise CannotRun(f"timed out after {timeout:.0f} s waiting for {what}")
+    return _wait_for(pred, what, timeout, error=CannotRun)
 
 
 def alive(pid):

@@ -311,12 +311,12 @@ def read_file(path):
         return None
 
 
-def wait_for(pred, what, timeout=30):
-    """Poll @pred every 20 ms until it is true; its value, or AssertionError."""
-    end = time.time() + timeout
-    while time.time() < end:
+def wait_for(pred, what, timeout=30, error=AssertionError):
+    """Poll @pred every 20 ms until it is true; its value, or @error."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
         v = pred()
         if v:
             return v
         time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise error(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from helpers import kill_tree, stop_holder
+from helpers import kill_tree, stop_holder, wait_for
 from rt_helpers import dump_stats
 from test_criu import criu, plugdir  # noqa: F401 (fixtures)
 
@@ -135,16 +135,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _wait(pred, what, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -167,13 +157,13 @@ class Redis:
              "--daemonize", "no", "--enable-debug-command", "yes", "--logfile", ""],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env=dict(os.environ, **TUNABLES))
-        self.pid = _wait(lambda: (_children(self.unshare.pid) or [0])[0], "redis-server")
+        self.pid = wait_for(lambda: (_children(self.unshare.pid) or [0])[0], "redis-server")
         self.restored = None
         self.lazy = None
         # CRIU's log level for dumps: -v4 logs every page range, which
         # costs frozen time (scripts/bench-redis takes -v2).
         self.verbosity = "-v4"
-        _wait(self._ping, "redis to answer")
+        wait_for(self._ping, "redis to answer")
 
     def _ping(self):
         try:
@@ -276,7 +266,7 @@ def migrate(rd, keys, size, mode, gap=1.0):
     else:
         w.stop()
         # redis must have seen the client go: an established socket cannot be dumped.
-        _wait(lambda: rd.cli("CLIENT", "LIST").count("\n") <= 1, "the writer to disconnect")
+        wait_for(lambda: rd.cli("CLIENT", "LIST").count("\n") <= 1, "the writer to disconnect")
         before = rd.state()
     d, st = rd.criu_run("dump", "dump", parent,
                         extra + (("--tcp-established",) if tcp else ()))
