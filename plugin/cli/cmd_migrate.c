@@ -63,7 +63,8 @@ static const struct cli_opt migrate_opts[] = {
      "source: pre-dumps at most (default 10); 0: stop-and-copy"},
     {"no-track", OPT_NO_TRACK, NULL, NULL, "source: no --uffd-wp-track: every pre-dump is whole"},
     {"restore-estimate", OPT_RESTORE_EST, "MS", NULL,
-     "source: the destination's restore time, in the prediction (default 50)"},
+     "source: the destination's restore time, in the prediction (default: 50, and "
+     "5 us a page of the tree unless the restore is lazy)"},
     {"postcopy", OPT_POSTCOPY, NULL, NULL,
      "source: cut over before the last pages are sent: the destination's tree faults them "
      "in from the source (criu lazy-pages); after the cut-over they live only on the "
@@ -286,7 +287,7 @@ int cmd_migrate(int argc, char **argv)
 	    .track = true,
 	    .max_downtime_ms = 300,
 	    .max_iters = 10,
-	    .restore_est_ms = 50,
+	    .restore_est_ms = -1,
 	    .timeout_s = 600,
 	    .signals = &interrupts,
 	    .cb = print_event,

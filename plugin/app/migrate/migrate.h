@@ -70,7 +70,7 @@ struct uffdwp_migrate_opts {
 	bool shell_job;		/* --shell-job on both sides */
 	double max_downtime_ms; /* cut over once the prediction is below */
 	unsigned int max_iters; /* pre-dumps at most; 0: no pre-dump */
-	double restore_est_ms;	/* the destination's restore, for the prediction */
+	double restore_est_ms;	/* restore time in the prediction; < 0: by size */
 	int timeout_s;		/* for one CRIU run or one answer of the destination */
 	char **criu_args;	/* more arguments for every pre-dump and dump */
 	int nr_criu_args;

@@ -12,6 +12,7 @@
 #ifndef UFFDWP_MIG_MODEL_H__
 #define UFFDWP_MIG_MODEL_H__
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum mig_stop {
@@ -49,6 +50,12 @@ struct mig_model {
 
 void mig_model__init(struct mig_model *m, double max_downtime_ms, unsigned int max_iters,
 		     double restore_est_ms);
+/*
+ * The destination's restore, when the user gave no estimate: a fixed cost
+ * (CRIU's start, the tree's tasks, the control messages), and for an eager
+ * restore the copy of each of @memory_pages while the tree is stopped.
+ */
+double mig_model__restore_ms(uint64_t memory_pages, bool lazy);
 /* Account pre-dump @r, finished at @now_s; returns whether to stop. */
 enum mig_stop mig_model__add(struct mig_model *m, const struct mig_run *r, double now_s);
 /* The words for a stop reason. */

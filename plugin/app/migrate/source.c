@@ -587,9 +587,13 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 		n++;
 		if (run_criu(&s, n, false, &r))
 			goto rollback;
-		if (n == 1)
+		if (n == 1) {
 			rep->memory_bytes =
 			    (r.st.pages_scanned + r.st.shpages_scanned) * PAGE_BYTES;
+			if (o->restore_est_ms < 0)
+				s.model.restore_est_ms = mig_model__restore_ms(
+				    rep->memory_bytes / PAGE_BYTES, o->lazy_restore || o->postcopy);
+		}
 		run = (struct mig_run){
 		    .start_s = r.start_s,
 		    .end_s = r.end_s,
