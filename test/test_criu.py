@@ -676,45 +676,34 @@ def test_criu_killed_tree_gone(tree):
     assert not left, f"left in {RUN_DIR}: {left}"
 
 
-KDAT = "/run/criu.kdat"
 
 
 def test_kerndat_cache_kept_for_this_boot(criu, tmp_path):
     """CRIU keeps its kernel-feature cache also where /run is not a tmpfs (it is ext4 on
     some machines), tied to this boot's id: the second run loads it, and a cache from
-    another boot is dropped and made again. The machine's cache is put back after."""
-    old = None
-    if os.path.exists(KDAT):
-        with open(KDAT, "rb") as f:
-            old = f.read()
+    another boot is dropped and made again. CRIU runs in a mount namespace whose /run
+    is a directory of this test (on the tests' filesystem, ext4 here): the machine's
+    cache is not touched, and other CRIU runs on the machine cannot change this one."""
+    run = tmp_path / "run"
+    run.mkdir()
+    kdat = run / "criu.kdat"
     with open("/proc/sys/kernel/random/boot_id") as f:
         boot = f.read().encode()
 
     def check(n):
         log = tmp_path / f"check{n}.log"
-        r = subprocess.run([criu, "check", "-v4", "-o", str(log)], capture_output=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, read_file(str(log))
+        r = subprocess.run(["unshare", "-m", "sh", "-c",
+                            'mount --make-rprivate / && mount --bind "$0" /run && exec "$@"',
+                            str(run), criu, "check", "-v4", "-o", str(log)],
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, (r.stderr.decode(), read_file(str(log)))
         return "Loaded kdat cache" in read_file(str(log))
 
-    try:
-        if os.path.exists(KDAT):
-            os.unlink(KDAT)
-        assert not check(1) and os.path.exists(KDAT)
-        assert check(2)
-        with open(KDAT, "rb") as f:
-            data = f.read()
-        assert data.count(boot) == 1, "the cache does not hold this boot's id"
-        with open(KDAT, "wb") as f:
-            f.write(data.replace(boot, b"0" * (len(boot) - 1) + b"\n"))
-        assert not check(3), "a cache of another boot was loaded"
-        assert check(4)
-        assert not [f for f in os.listdir("/run") if f.startswith("criu.kdat.")
-                    and f != "criu.kdat.tmp"], "a temporary cache file was left"
-    finally:
-        if old is None:
-            if os.path.exists(KDAT):
-                os.unlink(KDAT)
-        else:
-            with open(KDAT, "wb") as f:
-                f.write(old)
+    assert not check(1) and kdat.exists()
+    assert check(2)
+    data = kdat.read_bytes()
+    assert data.count(boot) == 1, "the cache does not hold this boot's id"
+    kdat.write_bytes(data.replace(boot, b"0" * (len(boot) - 1) + b"\n"))
+    assert not check(3), "a cache of another boot was loaded"
+    assert check(4)
+    assert sorted(os.listdir(run)) == ["criu.kdat"], "a temporary cache file was left"
