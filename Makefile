@@ -66,7 +66,8 @@ CRIU_HOOKS  := $(if $(CRIU_INCLUDE),$(shell grep -ls CR_PLUGIN_HOOK__MEM_DIRTY_R
 		 $(CRIU_INCLUDE)/criu-plugin.h))
 PLUGIN      := $(if $(and $(CRIU_SRCS),$(CRIU_HOOKS)),$(BUILD)/uffdwp_plugin.so)
 
-.PHONY: all test lint install uninstall bench clean demo fuzz criu setup help distclean zdtm man
+.PHONY: all test lint install uninstall bench clean demo fuzz criu setup help distclean zdtm man \
+	check-series
 .DELETE_ON_ERROR:
 # Generated protobuf-c sources are not intermediates to delete.
 .SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
@@ -167,6 +168,12 @@ criu:
 zdtm: all
 	$(SUDO) env $(TEST_ENV) scripts/zdtm-table --build $(abspath $(BUILD)) $(ZDTM_ARGS)
 
+# The series patch by patch: each builds, and zdtm's memory tests pass on it
+# (plainly, and tracked from the patch that gives zdtm the mode). About an
+# hour; a table in $(BUILD)/series/series.md.
+check-series: all
+	$(SUDO) env $(TEST_ENV) scripts/check-series --zdtm --build $(abspath $(BUILD)) $(SERIES_ARGS)
+
 # A fresh machine: Debian packages, CRIU with the series, everything built.
 setup:
 	scripts/install-deps.sh
@@ -234,6 +241,7 @@ help:
 	@echo 'make demo         the demo: track, snapshot and migrate a live workload (root or sudo)'
 	@echo 'make test         the test suite (root or sudo; PYTEST_ARGS=... passes on)'
 	@echo 'make zdtm         CRIU zdtm/static in three modes, a table (hours; by hand)'
+	@echo 'make check-series each CRIU patch built, zdtm memory tests on it (an hour)'
 	@echo 'make lint         clang-format, the log-message rules, cppcheck'
 	@echo 'make bench        tracker and image benchmarks (JSON in $(BUILD)/)'
 	@echo 'make bench-criu   CRIU migration benchmark (root, about 10 minutes)'
