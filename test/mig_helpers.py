@@ -105,12 +105,15 @@ class Migration:
         self.dest = None
         self.restored = None
 
-    def start_dest(self, extra=(), prefix=(), dst_dir=None):
+    def start_dest(self, extra=(), prefix=(), dst_dir=None, timeout=120):
+        """timeout: the destination's --timeout, and how long finish_dest()
+        waits for it."""
         self.dst_dir = dst_dir or self.dst_dir
+        self.dest_timeout = timeout
         cmd = (list(prefix) + self.hosts.on(self.hosts.dst) +
                [UFFDWP, "migrate", "--listen", f"{self.hosts.dst_ip}:{PORT}",
                 "-D", str(self.dst_dir), "-L", self.plugdir, "--criu", self.criu,
-                "--json", "--timeout", "120", *extra])
+                "--json", "--timeout", str(timeout), *extra])
         self.dest_err = open(self.base / "dest.err", "w+")
         self.dest = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self.dest_err, text=True)
@@ -130,7 +133,7 @@ class Migration:
         return r.returncode, records(r.stdout), r.stderr
 
     def finish_dest(self):
-        out, _ = self.dest.communicate(timeout=120)
+        out, _ = self.dest.communicate(timeout=self.dest_timeout)
         self.dest_err.seek(0)
         recs = records(out)
         summ = [r for r in recs if r.get("event") == "summary"]
