@@ -16,7 +16,8 @@ from img_helpers import criu_img_records, pb_fields  # noqa: E402
 from helpers import read_file, wait_for as _wait_for  # noqa: E402
 PAGE = 4096
 RUN_DIR = "/run/uffdwp"
-CANDIDATES = ("/opt/criu-uffdwp/sbin/criu", "/opt/criu/sbin/criu", "/usr/local/sbin/criu")
+CANDIDATES = (os.path.join(ROOT, "build", "criu-uffdwp", "sbin", "criu"),  # make criu
+              "/opt/criu-uffdwp/sbin/criu", "/opt/criu/sbin/criu", "/usr/local/sbin/criu")
 HOOKS_MARK = b"needs a plugin that tracks memory"  # a string of the series' memory tracking patches
 
 STATS_MAGIC = 0x57093306
