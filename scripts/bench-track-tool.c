@@ -17,7 +17,7 @@
  *  - the first write to a protected page, timed inside the target, against
  *    the same write before tracking began;
  *  - the tracker's memory and, through `uffdwp track start`, the holder's RSS.
- * Prints a table with the targets of issue 2 and writes everything as JSON.
+ * Prints a table with the targets (scan cost, fault cost, memory) and writes everything as JSON.
  * Exits 0 when it ran, whatever the verdicts; 1 when it could not run.
  *
  * usage: bench-track-tool [--out FILE] [--sizes 1G,4G] [--kinds 4k,thp]

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
-"""bench-criu's report: the summary of its runs, the targets of issue 4
-with their verdicts, and the tables it prints."""
+"""bench-criu's report: the summary of its runs, the targets
+(frozen-time ratios and limits) with their verdicts, and the tables it prints."""
 from benchlib import med, sizename
 
 def summarize(bench, a, sizes):

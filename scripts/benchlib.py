@@ -214,6 +214,17 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def common_args(ap, workdir_need=""):
+    """The options every CRIU benchmark takes: --criu, --build, --workdir, --out."""
+    ap.add_argument("--criu", help="CRIU with criu-patches/ (default: $CRIU, the one make criu "
+                    "built, or criu on PATH)")
+    ap.add_argument("--build", default=os.environ.get("UFFDWP_BUILD", os.path.join(ROOT, "build")),
+                    help="uffdwp's build directory (default build/, or $UFFDWP_BUILD)")
+    ap.add_argument("--workdir", default="/var/tmp",
+                    help=f"where the images go{workdir_need} (default /var/tmp)")
+    ap.add_argument("--out", help="write the results as JSON to this file")
+
+
 def find_criu(explicit):
     """(path, None) of a CRIU with criu-patches/, or (None, why not)."""
     tried = []
@@ -233,7 +244,8 @@ def find_criu(explicit):
             continue
         with open(c, "rb") as f:
             if HOOKS_MARK not in f.read():
-                tried.append((c, "no memory tracking hooks (criu-patches/: plugin: add memory tracking hooks)"))
+                tried.append((c, "no memory tracking hooks (criu-patches/: "
+                                  "mem: take changed pages from a tracking plugin)"))
                 continue
         return c, None
     return None, "; ".join(f"{c}: {why}" for c, why in tried) or "no criu anywhere"
