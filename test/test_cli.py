@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -136,8 +137,43 @@ def test_options_and_json_anywhere(wl):
     assert one_json(p) == {"pid": w.pid, "gen": gen, "committed": True}
     p = run("track", "commit", "-t", w.pid, str(gen + 100))
     assert p.returncode == 1 and "no such scan" in p.stderr
+    p = run("track", "scan", "-t", w.pid, "--hold")
+    gen = int(p.stdout.split()[1].rstrip(":"))
+    p = run("track", "commit", str(gen), "-t", w.pid)
+    assert p.returncode == 0 and p.stdout == f"committed scan {gen} of {w.pid}\n", p.stdout
     p = run("track", "start", "--hold", "-t", w.pid)
     assert p.returncode == 2 and "--hold is not an option of 'track start'" in p.stderr
+
+
+def test_scan_says_what_not_dumped_means(tracking, tmp_path):
+    """A shared mapping of a file is neither dirty nor clean: the file holds
+    its data. The text report says so in words; JSON gives its reason."""
+    path = tmp_path / "data"
+    path.write_bytes(b"\1" * 8192)
+    code = ("import mmap, sys\n"
+            "f = open(sys.argv[1], 'r+b')\n"
+            "m = mmap.mmap(f.fileno(), 8192)\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.read()\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        with open(f"/proc/{p.pid}/maps") as f:
+            line = next(ln for ln in f if ln.rstrip().endswith(str(path)))
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        assert run("track", "start", "-t", p.pid).returncode == 0
+        out = run("track", "scan", "-t", p.pid).stdout
+        assert (f"{start:012x}-{end:012x} not dumped: a shared mapping of a file, whose data "
+                "the file holds") in out, out
+        rep = one_json(run("--json", "track", "scan", "-t", p.pid))
+        notes = [n for t in rep["tasks"] for n in t.get("notes", [])
+                 if n.get("start") == start]
+        assert notes and notes[0]["reason"] == "not-dumped", rep
+    finally:
+        run("track", "stop", "-t", p.pid)
+        p.kill()
+        p.wait()
 
 
 @pytest.mark.parametrize("args,code,words", [
@@ -212,12 +248,13 @@ def test_lost_scan_prints_one_document(wl):
 
 # ----------------------------------------------------------------- progress
 
-def _on_tty(args):
+def _on_tty(args, env=None):
     """Run uffdwp with stderr on a pseudo-terminal; (exit code, stdout, what the terminal got)."""
     import pty
     master, slave = pty.openpty()
     p = subprocess.Popen([UFFDWP] + [str(a) for a in args], stdout=subprocess.PIPE,
-                         stderr=slave, stdin=subprocess.DEVNULL, text=True)
+                         stderr=slave, stdin=subprocess.DEVNULL, text=True,
+                         env=dict(os.environ, **(env or {})))
     os.close(slave)
     got = b""
     while True:
@@ -242,7 +279,9 @@ def _phases(term):
 
 def test_progress_on_a_tty_to_the_end(wl, tmp_path):
     """snap, merge and flatten show progress on a terminal, each phase shown
-    ending at 100 %; nothing with --json or on a pipe."""
+    ending at 100 %; nothing with --json or on a pipe. Merge and flatten of
+    128 MiB can be over before the default delay of 0.5 s:
+    UFFDWP_PROGRESS_DELAY=0 makes them show it at once."""
     w = wl()
     pages = 32768
     w.map(1, "anon", pages)
@@ -255,16 +294,27 @@ def test_progress_on_a_tty_to_the_end(wl, tmp_path):
         assert re.match(r"(copying|re-reading \(stopped\)|writing): 100% ", ln), shown
     assert "full snapshot" in out
     for cmd in ("merge", "flatten"):
-        rc, out, term = _on_tty(["img", cmd, tmp_path / "s", "--to", tmp_path / cmd])
+        rc, out, term = _on_tty(["img", cmd, tmp_path / "s", "--to", tmp_path / cmd],
+                                env={"UFFDWP_PROGRESS_DELAY": "0"})
         assert rc == 0, term
-        for ln in _phases(term):
+        shown = _phases(term)
+        assert shown, f"img {cmd} showed no progress: {term!r}"
+        for ln in shown:
             assert ln.startswith("writing: 100% "), ln
+        # On a pipe: nothing, however long it takes.
+        p = run("img", cmd, tmp_path / "s", "--to", tmp_path / f"{cmd}-pipe",
+                env=dict(os.environ, UFFDWP_PROGRESS_DELAY="0"))
+        assert p.returncode == 0 and "%" not in p.stderr, p.stderr
     w.cmd("write 1 0 100 2")
     rc, out, term = _on_tty(["--json", "snap", "-t", w.pid, "-D", tmp_path / "j",
-                             "--parent", tmp_path / "s"])
+                             "--parent", tmp_path / "s"], env={"UFFDWP_PROGRESS_DELAY": "0"})
     assert rc == 0 and "%" not in term and json.loads(out)["mode"] == "delta", term
     p = run("img", "merge", tmp_path / "j", "--to", tmp_path / "m2")
     assert p.returncode == 0 and "%" not in p.stderr
+    w.cmd("write 1 0 100 3")
+    p = run("snap", "-t", w.pid, "-D", tmp_path / "pipe", "--parent", tmp_path / "j",
+            env=dict(os.environ, UFFDWP_PROGRESS_DELAY="0"))
+    assert p.returncode == 0 and "%" not in p.stderr, p.stderr
 
 
 def test_snap_and_stats_count_the_same_bytes(wl, tmp_path):
@@ -289,6 +339,14 @@ def test_snap_and_stats_count_the_same_bytes(wl, tmp_path):
     total = sum(os.path.getsize(tmp_path / "d" / f) for f in ("uffdwp-pages.zst",
                                                              "uffdwp-index.img"))
     assert f"written: {total} bytes (page file " in out, out
+    # An image of zero pages only: an index and no data, of which it has no share.
+    spec = tmp_path / "zero.spec"
+    spec.write_text("task 1\nzero 0x10000 4\n")
+    p = run("__debug", "img-write", "--to", tmp_path / "e", "--spec", spec)
+    assert p.returncode == 0, p.stderr
+    text = run("img", "stats", tmp_path / "e").stdout
+    assert ": 0 data pages" in text and "(no data pages)" in text and "%" not in \
+        text.split("index", 1)[1].split(";")[0], text
 
 
 def test_demo_explains_its_words_and_runs_as_a_user(tracking, tmp_path):

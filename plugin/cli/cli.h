@@ -134,7 +134,7 @@ int cli_parser__finish(struct cli_parser *p, const char *sub);
 struct cli_progress {
 	bool on, shown;
 	const char *what; /* the phase; a new one starts a new line */
-	uint64_t done, total, start_ns, last_ns;
+	uint64_t done, total, start_ns, last_ns, delay_ns;
 };
 
 void cli_progress__init(struct cli_progress *p);

@@ -85,7 +85,7 @@ static const struct cli_sub img_subs[] = {
      "A failure names the file, the offset and what is wrong."},
     {"stats", "DIR", "raw and stored sizes and ratios, per image, object and region",
      "Stored sizes are the page file's; the index is counted apart (it is a few hundred "
-     "bytes: its share of the raw size is nearly always 0.000 %)."},
+     "bytes, nearly always under 0.001 % of the raw size)."},
     {"read", "DIR (--task PID | --shmem ID) [ADDR NPAGES] [-o FILE]",
      "copy pages out of the chain (to stdout by default)",
      "ADDR is hexadecimal, with or without 0x (as img show and /proc/PID/maps print it), "
@@ -462,18 +462,24 @@ static int img_stats(struct img_args *a)
 			double share = in->st.data_pages
 					   ? 100.0 * in->st.index_bytes / (in->st.data_pages * PAGE)
 					   : 0.0;
+			char of_raw[48];
 
+			/* An index has no share of data that is not there. */
+			if (!in->st.data_pages)
+				snprintf(of_raw, sizeof(of_raw), "no data pages");
+			else
+				snprintf(of_raw, sizeof(of_raw), "%s%.3f %% of the raw size",
+					 share < 0.001 ? "under " : "",
+					 share < 0.001 ? 0.001 : share);
 			/* Written is page file plus index, as snap reports it. */
 			printf("%s (depth %u): %" PRIu64 " data pages, %" PRIu64 " -> %" PRIu64
 			       " bytes in the page file, ratio %.2f; %" PRIu64
 			       " zero/fill pages, %" PRIu64 " in parent; index %" PRIu64
-			       " bytes (%s%.3f %% of the raw size); written %" PRIu64 " bytes\n",
+			       " bytes (%s); written %" PRIu64 " bytes\n",
 			       uffdwp_img__path(img), in->depth, in->st.data_pages,
 			       in->st.data_pages * PAGE, in->st.pages_file,
 			       ratio(in->st.data_pages * PAGE, in->st.pages_file),
-			       in->st.fill_pages, in->st.parent_pages, in->st.index_bytes,
-			       share && share < 0.001 ? "under " : "",
-			       share && share < 0.001 ? 0.001 : share,
+			       in->st.fill_pages, in->st.parent_pages, in->st.index_bytes, of_raw,
 			       in->st.pages_file + in->st.index_bytes);
 		}
 		for (k = 0; k < uffdwp_img__nr_objects(img); k++)

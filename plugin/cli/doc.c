@@ -437,5 +437,8 @@ void cli_man(FILE *f, const struct cli_cmd *const *cmds, size_t n, const char *v
 	fputs(".SH ENVIRONMENT\n", f);
 	roff_text(f, "UFFDWP_NO_FORK_EVENTS=1 runs the tracker as if the proc connector sent no "
 		     "fork events (shared memory then counts as written at every scan).");
+	roff_text(f, "UFFDWP_PROGRESS_DELAY=SECONDS: how long snap, img merge and img flatten "
+		     "work before they show progress on a terminal (default 0.5; 0 shows it at "
+		     "once).");
 	fputs(".SH \"SEE ALSO\"\n.BR criu (8),\n.BR zstd (1),\n.BR userfaultfd (2)\n", f);
 }

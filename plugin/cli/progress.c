@@ -5,13 +5,17 @@
  * so the last line of a phase reads 100 %.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
-/* Nothing for work that is over sooner; then a redraw at most this often. */
+/*
+ * Nothing for work that is over sooner (UFFDWP_PROGRESS_DELAY seconds, as
+ * git's GIT_PROGRESS_DELAY); then a redraw at most this often.
+ */
 #define FIRST_NS (500ULL * 1000 * 1000)
 #define EVERY_NS (200ULL * 1000 * 1000)
 
@@ -25,9 +29,16 @@ static uint64_t mono_ns(void)
 
 void cli_progress__init(struct cli_progress *p)
 {
+	const char *env;
+	double delay;
+
 	memset(p, 0, sizeof(*p));
 	p->on = !cli_json && isatty(STDERR_FILENO);
 	p->start_ns = mono_ns();
+	p->delay_ns = FIRST_NS;
+	env = getenv("UFFDWP_PROGRESS_DELAY");
+	if (env && !cli_num__double(env, 0, 3600, &delay))
+		p->delay_ns = (uint64_t)(delay * 1e9);
 }
 
 static void draw(struct cli_progress *p, uint64_t done, uint64_t total)
@@ -56,7 +67,7 @@ void cli_progress__show(struct cli_progress *p, const char *what, uint64_t done,
 	p->done = done;
 	p->total = total;
 	/* Nothing to do in this phase, or over before it was worth a line. */
-	if (!total || (now - p->start_ns < FIRST_NS && !p->shown))
+	if (!total || (now - p->start_ns < p->delay_ns && !p->shown))
 		return;
 	if (done < total && p->shown && now - p->last_ns < EVERY_NS)
 		return;
