@@ -16,11 +16,11 @@
 #   redis-server, redis-tools   the redis migration tests (test_redis.py):
 #                        the server, and redis-benchmark to fill it
 set -eu
-export DEBIAN_FRONTEND=noninteractive
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 # Another apt (unattended-upgrades, say) may hold the dpkg lock: wait for it.
-APT="$SUDO apt-get -o DPkg::Lock::Timeout=600"
+# sudo resets the environment: the frontend goes on apt-get's command line.
+APT="$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600"
 $APT update -q
 $APT install -y -q --no-install-recommends \
 	build-essential pkg-config git \

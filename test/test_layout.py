@@ -48,3 +48,53 @@ def test_make_help_names_real_targets():
     assert named and named <= targets, f"make help names no such target: {named - targets}"
     for t in ("setup", "demo", "test", "criu", "zdtm", "lint", "bench", "install", "clean"):
         assert t in named, f"make help leaves out {t}"
+
+
+def test_readme_commands_use_sudo_for_a_user(tmp_path):
+    """As a user, the README's commands (make setup demo, make test) run what
+    needs root through sudo: apt-get in install-deps.sh, the test suite and
+    the demo (scripts/build-criu asks sudo for apt-get the same way, only
+    for packages that are missing). The sudo here is a stand-in that
+    records what it was asked to run and runs nothing; as root (everywhere
+    else in this suite) the same commands run directly."""
+    import shutil
+    import subprocess
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        import pytest
+        pytest.skip("needs root and setpriv to become a user")
+    work = tempfile.mkdtemp(prefix="uffdwp-sudo.")
+    try:
+        os.chmod(work, 0o755)
+        log = os.path.join(work, "sudo.log")
+        open(log, "w").close()
+        os.chmod(log, 0o666)
+        sudo = os.path.join(work, "sudo")
+        with open(sudo, "w") as f:
+            f.write(f'#!/bin/sh\necho "$*" >> {log}\n')
+        os.chmod(sudo, 0o755)
+        env = dict(os.environ, PATH=f"{work}:/usr/sbin:/usr/bin:/sbin:/bin", HOME=work)
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        top = os.path.abspath(TOP)
+
+        p = subprocess.run(user + ["sh", os.path.join(top, "scripts", "install-deps.sh")],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run(user + [os.path.join(top, "scripts", "demo.sh")], cwd=top,
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0, p.stderr
+        with open(log) as f:
+            asked = f.read().splitlines()
+        apt = "env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600"
+        assert asked[0].startswith(f"{apt} update"), asked
+        assert asked[1].startswith(f"{apt} install -y"), asked
+        assert asked[2].startswith("env BUILD=") and asked[2].endswith("scripts/demo.sh"), asked
+
+        p = subprocess.run(user + ["make", "-n", "-s", "-C", top, "test", "demo"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0, p.stderr
+        rooted = [ln for ln in p.stdout.splitlines() if ln.startswith("sudo ")]
+        assert any(" -m pytest " in ln for ln in rooted), p.stdout
+        assert any(ln.endswith("scripts/demo.sh") for ln in rooted), p.stdout
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
