@@ -50,6 +50,15 @@ def test_make_help_names_real_targets():
         assert t in named, f"make help leaves out {t}"
 
 
+
+def test_make_says_what_to_run_without_criu_headers():
+    """Without a criu-plugin.h that has the hooks, make says to run make criu."""
+    import subprocess
+    p = subprocess.run(["make", "-n", "-s", "-C", TOP, "CRIU_INCLUDE=/nonexistent", "all"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "CRIU plugin not built" in p.stdout and "run 'make criu'" in p.stdout, p.stdout
+
 def test_readme_commands_use_sudo_for_a_user(tmp_path):
     """As a user, the README's commands (make setup demo, make test) run what
     needs root through sudo: apt-get in install-deps.sh, the test suite and
