@@ -312,6 +312,12 @@ def test_usage_errors(tmp_path):
     r = subprocess.run([UFFDWP, "migrate", "--listen", "127.0.0.1:2799", "-D", str(d),
                         "--criu", "/bin/true"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
+    # A successful migration removes its -W: one that holds something is refused.
+    r = subprocess.run([UFFDWP, "migrate", "-t", str(os.getpid()), "--to", "127.0.0.1:1",
+                        "-W", str(d), "--criu", "/bin/true"], capture_output=True, text=True,
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "not empty" in r.stderr, r.stderr
+    assert (d / "x").read_text() == "x"
 
 
 @pytest.fixture
@@ -502,3 +508,98 @@ def test_interrupt_during_restore_is_not_a_rollback(mig):
     assert not t.alive()
     ok, ans = bench_verify(t.wl, mig.restored)
     assert ok, ans
+
+
+def test_output_reader_gone_is_no_reason_to_die(mig):
+    """stdout and stderr are a pipe nobody reads any more (Ctrl-C on
+    "uffdwp migrate ... | tee"): the failure is still rolled back to the
+    end (exit 1), not cut short by SIGPIPE."""
+    t = mig.tree("bench_wl", BENCH)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run(mig.source_cmd(t.root), stdout=w, stderr=w, timeout=120,
+                           stdin=subprocess.DEVNULL)
+    finally:
+        os.close(w)
+    assert p.returncode == 1, f"exit {p.returncode} (nobody listens at the destination)"
+    assert t.alive() and _uffd_wp_vmas(t.root) == 0
+
+
+def _after_cutover(mig, src_err):
+    """Wait until the source says the tree runs on the destination, while
+    post-copy still goes on; the destination's criu lazy-pages."""
+    _wait_for(lambda: "the tree runs on the destination" in (_read(src_err) or ""),
+              "the cut-over", timeout=120)
+    lazy = [p for p in children(mig.dest.pid) if cmdline(p)[1:2] == ["lazy-pages"]]
+    assert lazy, "post-copy was over before the test could act on it"
+    return lazy[0]
+
+
+def test_postcopy_destination_lazy_pages_dies(mig, lazy_pipes, tmp_path):
+    """The destination's criu lazy-pages dies during post-copy: its tree
+    lacks pages and is killed. The source's dump sees only a closed page
+    connection and ends well, but the source is not killed on that word:
+    the destination says its pages did not all come (PAGES rc=), so the
+    source tree runs again, untracked, from the cut-over, memory intact."""
+    limit(mig.hosts, "80mbit")  # 64 MiB take about 7 s
+    t = mig.tree("bench_wl", ("-c", 16384, 100, 1))
+    mig.start_dest()
+    src_err = tmp_path / "src.err"
+    with open(src_err, "w") as e:
+        src = subprocess.Popen(mig.source_cmd(t.root, ["--postcopy", "--max-iterations", "1"]),
+                               stdout=subprocess.PIPE, stderr=e, text=True,
+                               stdin=subprocess.DEVNULL)
+        os.kill(_after_cutover(mig, src_err), signal.SIGKILL)
+        src.communicate(timeout=200)
+    err = _read(src_err)
+    drc, drecs, derr = mig.finish_dest()
+    mig.restored = None
+    assert drc == 3 and "post-copy failed after the cut-over" in derr, derr
+    assert src.returncode == 3, err
+    # The source's dump ends well (the connection closed) or fails (reset).
+    assert "post-copy failed after the cut-over" in err, err
+    assert "source tree killed" not in err and "No parent image" not in err, err
+    assert t.alive(), "the source tree does not run"
+    assert _uffd_wp_vmas(t.root) == 0, "the source is still tracked"
+    ok, ans = bench_verify(t.wl, t.root)
+    assert ok, ans
+
+
+def test_postcopy_interrupt_at_destination_is_not_a_rollback(mig, lazy_pipes, tmp_path):
+    """SIGINT to the destination during post-copy: the tree runs there, so
+    nothing is undone (lazy-pages killed under it would zero the pages it
+    has not got): post-copy ends, every page checks out, both exit 0."""
+    limit(mig.hosts, "80mbit")
+    t = mig.tree("bench_wl", ("-c", 16384, 100, 1))
+    mig.start_dest()
+    src_err = tmp_path / "src.err"
+    with open(src_err, "w") as e:
+        src = subprocess.Popen(mig.source_cmd(t.root, ["--postcopy", "--max-iterations", "1"]),
+                               stdout=subprocess.PIPE, stderr=e, text=True,
+                               stdin=subprocess.DEVNULL)
+        _after_cutover(mig, src_err)
+        os.kill(mig.dest.pid, signal.SIGINT)
+        src.communicate(timeout=200)
+    err = _read(src_err)
+    drc, drecs, derr = mig.finish_dest()
+    assert src.returncode == 0 and drc == 0, err + derr
+    assert "every page is here" in derr and "source tree killed" in err
+    ok, ans = bench_verify(t.wl, mig.restored)
+    assert ok, ans
+
+
+def test_postcopy_rollback_resumes_the_source(mig, lazy_pipes):
+    """A post-copy cut-over that fails before GO (the restore fails): the
+    lazy dump, which the closed page connection ends, leaves the tasks
+    stopped; the rollback lets them run again."""
+    t = mig.tree("criu_wl", (256,))
+    hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs none "{t.wl}" && exec "$@"', "sh"]
+    mig.start_dest(prefix=hide)
+    rc, recs, err = mig.run_source(t.root, ["--postcopy", "--max-iterations", "1"])
+    drc, drecs, derr = mig.finish_dest()
+    assert rc == 1 and "restore failed" in err, err
+    assert drc == 1
+    assert t.alive(), "the source tree is stopped after the rollback"
+    assert _uffd_wp_vmas(t.root) == 0

@@ -48,9 +48,10 @@ static const struct cli_sub migrate_subs[] = {
      "stdout has one record per line: iteration, cutover, running, rollback, summary "
      "(docs/migrate.md).\n\n"
      "Exit codes of migrate: 0 migrated (the tree runs on the destination); 1 failed and "
-     "rolled back (the source runs); 2 bad arguments; 3 failed after the cut-over (with "
-     "--postcopy: pages that had not reached the destination lived only on the source); "
-     "4 failed and the source could not be resumed (the message says what to do)."},
+     "rolled back (the source runs); 2 bad arguments; 3 --postcopy or --lazy-restore "
+     "failed after the cut-over (the destination's tree is killed, the source runs again "
+     "from the cut-over); 4 the source is stopped or still tracked, or it is unknown "
+     "whether the destination's tree is whole (the message says what to do)."},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -77,7 +78,8 @@ static const struct cli_opt migrate_opts[] = {
     {"tcp-established", OPT_TCP, NULL, NULL, "source: migrate established TCP connections"},
     {"shell-job", OPT_SHELL_JOB, NULL, NULL, "source: the tree is a shell job"},
     {"work-dir", 'W', "DIR", NULL,
-     "source: the local images (default: a new /var/tmp/uffdwp-migrate.*)"},
+     "source: the local images, in a new or empty DIR, removed after a success (default: a "
+     "new /var/tmp/uffdwp-migrate.*)"},
     {"keep", OPT_KEEP, NULL, NULL, "source: keep the local images after a success"},
     {"criu-arg", OPT_CRIU_ARG, "ARG", NULL,
      "source: one more argument for every CRIU pre-dump and dump (repeatable)"},
@@ -184,7 +186,7 @@ static void print_event(void *arg, const struct uffdwp_migrate_event *ev)
 		fputc('\n', stderr);
 		break;
 	case MIG_EV_RUNNING:
-		fprintf(stderr, "the tree runs on the destination; source killed\n");
+		fprintf(stderr, "the tree runs on the destination\n");
 		break;
 	case MIG_EV_ROLLBACK:
 		fprintf(stderr, "failed: %s\nrolled back: %s\n", ev->reason, ev->message);
@@ -412,6 +414,15 @@ int cmd_migrate(int argc, char **argv)
 	so.nr_criu_args = nr_extra;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* A lost terminal is an interrupt too, not the end of the rollback. */
+	sigaction(SIGHUP, &sa, NULL);
+	/*
+	 * A reader of our output that went away (Ctrl-C on "| tee") must not
+	 * kill us halfway through a rollback: writes to it just fail.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	/* Inherited as ignored, it would make every wait for CRIU fail. */
+	signal(SIGCHLD, SIG_DFL);
 	if (listen) {
 		dop.listen = listen;
 		dop.dir = dir;

@@ -292,8 +292,12 @@ void mig_log_reason(int dirfd, const char *name, char *buf, size_t len)
 		if (!line[0])
 			continue;
 		snprintf(last, sizeof(last), "%s", line);
-		/* CRIU's own noise on this kind of machine is not the reason. */
-		if (!err[0] && strstr(line, "Error") && !strstr(line, "RLIMIT_NOFILE"))
+		/*
+		 * Not the reason: CRIU's noise on this kind of machine, and the
+		 * parent pages a run through a page server does not have here.
+		 */
+		if (!err[0] && strstr(line, "Error") && !strstr(line, "RLIMIT_NOFILE") &&
+		    !strstr(line, "No parent image found, though parent directory is set"))
 			snprintf(err, sizeof(err), "%s", line);
 	}
 	fclose(f);

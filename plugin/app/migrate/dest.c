@@ -479,6 +479,14 @@ static void clean_up(struct dst *d)
 	unsigned int n;
 
 	mig_child__kill(&d->ps);
+	if (d->running) {
+		/*
+		 * The tree ran here: its images and logs stay (after a lazy
+		 * restore that failed they may be the tree's only copy).
+		 */
+		info(d, "images and CRIU logs kept in %s/%u", d->o->dir, d->cur);
+		return;
+	}
 	mig_child__kill(&d->lazy);
 	if (d->lazy_sk >= 0) {
 		close(d->lazy_sk);
@@ -509,6 +517,9 @@ static int serve(struct dst *d)
 	for (;;) {
 		err = recv_line(d, d->ctl, &m, d->o->timeout_s * 1000);
 		if (err == -ECANCELED) {
+			/* It runs here: an interrupt no longer undoes anything. */
+			if (d->running)
+				return 0;
 			snprintf(d->rep->error, sizeof(d->rep->error), "interrupted");
 			return -1;
 		}
@@ -529,9 +540,12 @@ static int serve(struct dst *d)
 			err = done(d, &m);
 		else if (!strcmp(m.verb, "RESTORE"))
 			err = restore(d, &m);
-		else if (!strcmp(m.verb, "GO"))
+		else if (!strcmp(m.verb, "GO")) {
 			err = go(d);
-		else if (!strcmp(m.verb, "BYE"))
+			/* Lazy: the source waits for PAGES, sent once every page is here. */
+			if (!err && d->running && d->lazy.pid > 0)
+				return 0;
+		} else if (!strcmp(m.verb, "BYE"))
 			return d->running ? 0 : -1;
 		else if (!strcmp(m.verb, "ABORT")) {
 			snprintf(d->rep->error, sizeof(d->rep->error), "the source gave up");
@@ -542,6 +556,51 @@ static int serve(struct dst *d)
 			err = refuse(d, "unknown request %s", m.verb);
 		(void)err; /* a refusal was told; the source decides what follows */
 	}
+}
+
+/*
+ * After a lazy cut-over: the tree runs, and is whole once criu lazy-pages
+ * has every page. Tell the source (PAGES rc=), which kills its tree only on
+ * rc=0; on a failure our tree is killed and the source resumes. Interrupts
+ * are not taken: the pages are still coming in.
+ */
+static int lazy_end(struct dst *d)
+{
+	struct mig_out out;
+	struct mig_msg m;
+	char why[512] = "";
+	int rc;
+
+	rc = mig_child__wait(&d->lazy, -1, NULL);
+	d->rep->postcopy_ms = now_ms() - d->running_ms;
+	if (rc)
+		reason(d, d->cur, "lazy-pages.log", why, sizeof(why));
+	mig_out__init(&out, "PAGES");
+	mig_out__i64(&out, "rc", rc);
+	if (rc) {
+		char msg[600];
+
+		snprintf(msg, sizeof(msg), "criu lazy-pages exit %d: %s", rc,
+			 why[0] ? why : "no log");
+		mig_out__str(&out, "msg", msg);
+	}
+	if (mig_out__send(&out, d->ctl))
+		info(d, "warning: cannot tell the source that %s",
+		     rc ? "lazy-pages failed" : "every page is here");
+	if (rc) {
+		snprintf(d->rep->error, sizeof(d->rep->error),
+			 "%s failed after the cut-over: criu lazy-pages exit %d (%s); the tree "
+			 "here %s and is killed; the source resumes its own",
+			 d->postcopy ? "post-copy" : "lazy restore", rc, why[0] ? why : "no log",
+			 d->postcopy ? "lacks pages that were on the source"
+				     : "could not get all its pages from the images here");
+		signal_tree(d->restored, SIGKILL);
+		return MIG_POSTCOPY_FAILED;
+	}
+	info(d, "every page is here, %.0f ms after the tree began to run", d->rep->postcopy_ms);
+	/* The source kills its tree, then says BYE; that is all it says. */
+	recv_line(d, d->ctl, &m, d->io_ms);
+	return MIG_OK;
 }
 
 int uffdwp_migrate__dest(const struct uffdwp_migrate_dest_opts *o,
@@ -597,32 +656,16 @@ int uffdwp_migrate__dest(const struct uffdwp_migrate_dest_opts *o,
 	}
 	if (!serve(&d))
 		ret = MIG_OK;
-	if (ret == MIG_OK && d.lazy.pid > 0) {
-		/* Post-copy: the tree runs; it is whole once lazy-pages has every page. */
-		int rc = mig_child__wait(&d.lazy, -1, NULL);
-
-		rep->postcopy_ms = now_ms() - d.running_ms;
-		if (rc) {
-			char why[512];
-
-			reason(&d, d.cur, "lazy-pages.log", why, sizeof(why));
-			snprintf(
-			    rep->error, sizeof(rep->error),
-			    "post-copy failed after the cut-over: criu lazy-pages exit %d (%s); "
-			    "the tree here lacks pages that were on the source and is killed",
-			    rc, why[0] ? why : "no log");
-			signal_tree(d.restored, SIGKILL);
-			ret = MIG_POSTCOPY_FAILED;
-		} else {
-			info(&d, "every page is here, %.0f ms after the tree began to run",
-			     rep->postcopy_ms);
-		}
-	}
+	if (ret == MIG_OK && d.lazy.pid > 0)
+		ret = lazy_end(&d);
 out:
-	if (ret != MIG_OK && ret != MIG_USAGE)
+	if (ret != MIG_OK && ret != MIG_USAGE) {
 		clean_up(&d);
-	else
+	} else {
 		mig_child__kill(&d.ps);
+		if (ret == MIG_USAGE && d.made_dir)
+			rmdir(o->dir);
+	}
 	if (d.ctl >= 0)
 		close(d.ctl);
 	if (d.lsk >= 0)

@@ -403,15 +403,28 @@ static int rollback(struct src *s)
 {
 	struct uffdwp_migrate_event ev = {.kind = MIG_EV_ROLLBACK};
 	struct uffdwp_stop_stats st;
+	bool serving = mig_child__running(&s->lazy_dump);
 	struct mig_out out;
 	struct mig_msg m;
 	char msg[512];
 	int bad = 0, err;
 	size_t len = 0;
 
+	/*
+	 * Without GO the destination never runs the tree: resume ours first,
+	 * not after the destination's answer, which may be long in coming.
+	 * A post-copy dump still serving holds the tasks until it ends.
+	 */
+	if (s->stopped && !serving) {
+		bad = signal_tree(s->o->pid, SIGCONT);
+		s->stopped = bad != 0;
+		len += snprintf(msg + len, sizeof(msg) - len, "%s; ",
+				bad ? "could not resume every task" : "tasks resumed");
+	}
 	if (s->ctl >= 0) {
 		mig_out__init(&out, "ABORT");
-		if (!mig_out__send(&out, s->ctl) && !mig_recv(s->ctl, &m, s->io_ms, -1) &&
+		if (!mig_out__send(&out, s->ctl) &&
+		    !mig_recv(s->ctl, &m, s->io_ms < 30000 ? s->io_ms : 30000, -1) &&
 		    !strcmp(m.verb, "OK"))
 			len += snprintf(msg + len, sizeof(msg) - len, "destination cleaned up; ");
 		else
@@ -419,18 +432,16 @@ static int rollback(struct src *s)
 					"destination not reached (it cleans up by itself when the "
 					"connection drops); ");
 	}
-	if (mig_child__running(&s->lazy_dump)) {
+	if (serving) {
 		/*
-		 * A post-copy dump still serving: the destination closed its end
-		 * of the page connection, so CRIU ends the transfer, lets the
-		 * tasks go and cleans up after itself.
+		 * The destination closed its end of the page connection, so CRIU
+		 * ends the transfer. It takes a closed connection for the end of
+		 * the pages and leaves the tasks stopped (--leave-stopped), or
+		 * fails and resumes them: either way they get SIGCONT, which a
+		 * running task ignores.
 		 */
 		if (mig_child__wait(&s->lazy_dump, 30000, NULL) == -ETIMEDOUT)
 			len += snprintf(msg + len, sizeof(msg) - len, "post-copy dump killed; ");
-		else
-			s->stopped = false;
-	}
-	if (s->stopped) {
 		bad = signal_tree(s->o->pid, SIGCONT);
 		s->stopped = bad != 0;
 		len += snprintf(msg + len, sizeof(msg) - len, "%s; ",
@@ -450,7 +461,10 @@ static int rollback(struct src *s)
 	ev.reason = s->rep->error;
 	ev.message = msg;
 	emit(s, &ev);
-	return bad ? MIG_ROLLBACK_FAILED : MIG_ROLLED_BACK;
+	/* Still stopped, or still tracked: not as it was. */
+	if (bad || (err && err != -ENOENT && err != -ECONNREFUSED))
+		return MIG_ROLLBACK_FAILED;
+	return MIG_ROLLED_BACK;
 }
 
 /*
@@ -488,44 +502,103 @@ static int cut_over(struct src *s, unsigned int n)
 }
 
 /*
- * Post-copy, after the cut-over: the final dump serves the pages the
- * destination's tree has not got yet until it has them all, with the
- * source frozen. Interrupts are not taken now: the pages live here.
+ * A lazy cut-over (--postcopy, --lazy-restore): the destination's tree runs
+ * before its memory is all there, and is whole only once its criu
+ * lazy-pages has every page. Its word on that (PAGES rc=) decides what
+ * becomes of the source, not our own dump's exit: CRIU's lazy dump also
+ * ends well when the page connection just closes. rc=0: the source is
+ * killed (by the caller), even if our dump then failed and CRIU resumed
+ * it. rc!=0: the destination killed its tree, the source runs again from
+ * the cut-over. No word: nobody knows, the source stays stopped.
+ * Interrupts are not taken now: the pages may live here.
  */
-static int postcopy_finish(struct src *s, struct run_result *r)
+static int lazy_end(struct src *s, struct run_result *r)
 {
 	struct uffdwp_stop_stats st;
-	char why[512];
-	int rc;
+	char why[512] = "";
+	const char *dmsg;
+	struct mig_msg m;
+	int rc = 0, err;
+	uint64_t v;
 
-	rc = mig_child__wait(&s->lazy_dump, s->o->timeout_s * 1000, NULL);
-	r->criu_end_s = now_s();
-	s->rep->postcopy_ms = (r->criu_end_s - s->running_s) * 1e3;
-	if (rc) {
-		mig_log_reason(s->final_dirfd, "dump.log", why, sizeof(why));
+	if (s->o->postcopy) {
+		rc = mig_child__wait(&s->lazy_dump, s->o->timeout_s * 1000, NULL);
+		r->criu_end_s = now_s();
+		s->rep->postcopy_ms = (r->criu_end_s - s->running_s) * 1e3;
+		if (rc)
+			mig_log_reason(s->final_dirfd, "dump.log", why, sizeof(why));
+		else if (mig_read_dump_stats(s->final_dirfd, &r->st))
+			memset(&r->st, 0, sizeof(r->st));
+		/* Serving or not, CRIU left the tasks stopped (or resumed them). */
+		s->stopped = !rc;
+	}
+	info(s, "waiting for the destination to have every page");
+	err = mig_recv(s->ctl, &m, s->o->timeout_s * 1000, -1);
+	if (!err && strcmp(m.verb, "PAGES"))
+		err = -EBADMSG;
+	if (err) {
+		if (!s->stopped)
+			s->stopped = !signal_tree(s->o->pid, SIGSTOP);
+		snprintf(s->rep->error, sizeof(s->rep->error),
+			 "no word from the destination on its pages after the cut-over (%s): "
+			 "whether its tree is whole is unknown, so the source %s; check the "
+			 "destination before resuming it (kill -CONT) or killing it%s%s",
+			 err == -EBADMSG ? m.verb : uffdwp_strerror(-err),
+			 s->stopped ? "is stopped" : "could not be stopped",
+			 rc ? " (criu dump here failed too: " : "", rc ? why : "");
+		if (rc)
+			strncat(s->rep->error, ")",
+				sizeof(s->rep->error) - strlen(s->rep->error) - 1);
+		return MIG_ROLLBACK_FAILED;
+	}
+	if (!mig_msg__u64(&m, "rc", &v) && v == 0) {
+		if (rc)
+			info(s,
+			     "warning: criu dump here exited %d after the destination had every "
+			     "page (%s); the source is killed all the same",
+			     rc, why[0] ? why : "no log");
+		return MIG_OK;
+	}
+	dmsg = mig_msg__get(&m, "msg");
+	if (s->stopped)
+		s->stopped = signal_tree(s->o->pid, SIGCONT) != 0;
+	uffdwp_holder_stop(s->o->pid, 1, &st);
+	if (rc)
 		snprintf(s->rep->error, sizeof(s->rep->error),
 			 "post-copy failed after the cut-over (criu dump exit %d: %s): the pages "
 			 "the destination's tree had not got yet were here, so that tree is lost; "
 			 "CRIU resumed the source tree, which goes on from the moment of the "
 			 "cut-over (what the destination's tree did meanwhile is lost)",
 			 rc, why[0] ? why : "no log");
-		s->stopped = false;
-		uffdwp_holder_stop(s->o->pid, 1, &st);
-		return -1;
-	}
-	if (mig_read_dump_stats(s->final_dirfd, &r->st))
-		memset(&r->st, 0, sizeof(r->st));
-	return 0;
+	else
+		snprintf(
+		    s->rep->error, sizeof(s->rep->error),
+		    "%s failed after the cut-over on the destination (%s), which killed its "
+		    "tree; %s from the moment of the cut-over (what the destination's tree did "
+		    "meanwhile is lost)",
+		    s->o->postcopy ? "post-copy" : "lazy restore",
+		    dmsg ? dmsg : "criu lazy-pages failed",
+		    s->stopped ? "the source tree could not be resumed: it is stopped"
+			       : "the source tree runs again, untracked,");
+	return MIG_POSTCOPY_FAILED;
 }
 
 static int make_work_dir(struct src *s)
 {
 	const char *base = getenv("TMPDIR");
+	int err;
 
 	if (s->o->work_dir) {
 		snprintf(s->work, sizeof(s->work), "%s", s->o->work_dir);
 		if (mkdir(s->work, 0700) && errno != EEXIST)
 			return fail(s, "cannot make %s: %s", s->work, uffdwp_strerror(errno));
+		/* A migration that succeeds removes its work directory, all of it. */
+		err = mig_dir_is_empty(s->work);
+		if (err != 1)
+			return fail(s, "-W %s: %s", s->work,
+				    err ? uffdwp_strerror(-err)
+					: "not empty (-W takes a new or empty directory, which a "
+					  "migration that succeeds removes)");
 	} else {
 		snprintf(s->work, sizeof(s->work), "%s/uffdwp-migrate.XXXXXX",
 			 base && *base ? base : "/var/tmp");
@@ -637,9 +710,10 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	}
 	if (cut_over(&s, n))
 		goto rollback;
-	if (o->postcopy && postcopy_finish(&s, &r)) {
-		ret = MIG_POSTCOPY_FAILED;
-		goto out;
+	if (o->postcopy || o->lazy_restore) {
+		ret = lazy_end(&s, &r);
+		if (ret != MIG_OK)
+			goto out;
 	}
 	/*
 	 * When the freeze began, by CRIU's log; else by its stats, freezing +
@@ -647,10 +721,14 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	 */
 	if (!mig_log_time(s.final_dirfd, "dump.log", MIG_LOG_FREEZE, &t))
 		freeze_s = r.start_s + t;
-	else
-		freeze_s = r.criu_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
+	else /* a lazy dump's end is when it was ready, not when it served the last page */
+		freeze_s = s.dump_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
 	rep->downtime_ms = (s.running_s - freeze_s) * 1e3;
 	rep->frozen_ms = o->postcopy ? (s.dump_end_s - freeze_s) * 1e3 : r.st.frozen_us / 1e3;
+	if (rep->downtime_ms < 0)
+		rep->downtime_ms = 0;
+	if (rep->frozen_ms < 0)
+		rep->frozen_ms = 0;
 	rep->pages_sent += r.st.pages_written + r.st.shpages_written + r.st.pages_lazy;
 	rep->bytes_sent += r.bytes + r.st.pages_lazy * PAGE_BYTES;
 	if (o->postcopy) {
@@ -665,6 +743,8 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	if (err)
 		info(&s, "warning: the source tree's root %d did not exit after SIGKILL: %s",
 		     o->pid, uffdwp_strerror(-err));
+	else
+		info(&s, "source tree killed");
 	mig_out__init(&out, "BYE");
 	mig_out__send(&out, s.ctl);
 	rep->total_ms = (now_s() - s.t0) * 1e3;

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define MIG_PROTO_VERSION 1
+#define MIG_PROTO_VERSION 2
 #define MIG_LINE_MAX	  4096
 #define MIG_KV_MAX	  24
 
