@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers import UFFDWP
+from helpers import UFFDWP, descendants
 from mig_helpers import (REDIS_PORT, Hosts, Migration, Redis, Tree, bench_verify, children, cmdline,
                          records, summary)
 from test_criu import _read, _uffd_wp_vmas, _wait_for, criu, plugdir  # noqa: F401
@@ -603,3 +603,64 @@ def test_postcopy_rollback_resumes_the_source(mig, lazy_pipes):
     assert drc == 1
     assert t.alive(), "the source tree is stopped after the rollback"
     assert _uffd_wp_vmas(t.root) == 0
+
+
+# A tree with one TCP connection to redis: SIGUSR1 sends PING on it and
+# writes the answer (or why there is none) to ./reply.
+PING_TREE = f"""
+import os, signal, socket
+s = socket.create_connection(("127.0.0.1", {REDIS_PORT}))
+s.settimeout(10)
+def ping(*_):
+    try:
+        s.sendall(b"PING\\r\\n")
+        ans = s.recv(64).decode().strip()
+    except OSError as e:
+        ans = repr(e)
+    with open("reply.tmp", "w") as f:
+        f.write(ans)
+    os.rename("reply.tmp", "reply")
+signal.signal(signal.SIGUSR1, ping)
+open("ready", "w").close()
+while True:
+    signal.pause()
+"""
+
+
+def test_rollback_keeps_tcp_connections(mig, tmp_path):
+    """--tcp-established and a restore that fails: the final dump locked
+    the tree's connection and put it in repair mode, which only CRIU can
+    undo. Rolled back, the same connection carries data again."""
+    if not shutil.which("redis-server") or not shutil.which("redis-cli"):
+        pytest.skip("no redis-server/redis-cli (Debian redis-server, redis-tools)")
+    (tmp_path / "redis").mkdir()
+    r = Redis(mig.hosts, tmp_path / "redis")
+    home = tmp_path / "tree"
+    (home / "sub").mkdir(parents=True)
+    tree = subprocess.Popen(
+        mig.hosts.on(mig.hosts.src) + ["unshare", "-pf", "setsid", "/usr/bin/python3", "-c",
+                                       PING_TREE],
+        cwd=home / "sub", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    root = None
+    try:
+        _wait_for(lambda: (home / "sub" / "ready").exists(), "the tree connected")
+        root = next(p for p in descendants(tree.pid) if "python3" in (cmdline(p) or [""])[0])
+        # The destination sees an empty directory where the tree's cwd was.
+        hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                f'mount -t tmpfs none "{home}" && exec "$@"', "sh"]
+        mig.start_dest(prefix=hide)
+        rc, recs, err = mig.run_source(root, ["--tcp-established", "--max-iterations", "1"])
+        drc, _, derr = mig.finish_dest()
+        assert rc == 1 and "restore failed" in err, err + derr
+        assert "undid its locks" in err, err
+        assert drc == 1
+        os.kill(root, signal.SIGUSR1)
+        ans = _wait_for(lambda: _read(home / "sub" / "reply"), "the answer to PING", timeout=30)
+        assert ans.strip() == "+PONG", ans
+    finally:
+        if root:
+            os.kill(root, signal.SIGKILL)
+        tree.kill()
+        tree.wait(timeout=10)
+        r.close()

@@ -43,6 +43,9 @@ struct src {
 	double dump_end_s; /* when the final dump's CRIU ended (post-copy: began serving) */
 	double running_s;  /* when the destination said RUNNING */
 	struct mig_child lazy_dump; /* post-copy: the final dump, serving pages */
+	struct mig_child held_dump; /* the final dump, waiting in its post-dump action */
+	int hook_req, hook_ans;	    /* its FIFOs: "ready" from the action, our word back */
+	bool held;		    /* the final dump was held so (its stats include the restore) */
 	int final_dirfd;	    /* the final dump's local directory */
 	double t0;
 	struct mig_model model;
@@ -166,6 +169,80 @@ static int send_files(struct src *s, unsigned int n, uint64_t *bytes)
 	return err ? -1 : 0;
 }
 
+/*
+ * CRIU's post-dump action, for the final dump: by then the images are all
+ * written and the tasks still frozen, and CRIU asks the action whether to
+ * keep its dump. The destination restores the tree while the action waits;
+ * "go" leaves the tasks stopped for the cut-over, anything else makes CRIU
+ * resume them and undo what only it can undo (the network lock and TCP
+ * repair mode of --tcp-established, link remaps): the tree runs on as it
+ * was. CRIU closes every fd but 0-2 for its actions, so the action talks
+ * to us through two FIFOs next to it. We hold both open read-write: the
+ * action's opens never block while we live, and once we are gone its read
+ * sees the end of the FIFO and says no.
+ */
+static const char hook_script[] =
+    "#!/bin/sh\n"
+    "# uffdwp migrate: CRIU's post-dump action (see docs/migrate.md).\n"
+    "[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] || exit 0\n"
+    "exec timeout -s KILL %d sh -c 'echo ready > \"$1/hook.req\" && "
+    "read -r a < \"$1/hook.ans\" && [ \"$a\" = go ]' sh \"${0%%/*}\"\n";
+
+static int hook_prepare(struct src *s, char *path, size_t len)
+{
+	char dir[PATH_MAX];
+	int fd;
+
+	if (!realpath(s->work, dir))
+		return fail(s, "%s: %s", s->work, uffdwp_strerror(errno));
+	snprintf(path, len, "%s/post-dump-hook", dir);
+	if ((mkfifoat(s->workfd, "hook.req", 0600) && errno != EEXIST) ||
+	    (mkfifoat(s->workfd, "hook.ans", 0600) && errno != EEXIST))
+		return fail(s, "cannot make FIFOs in %s: %s", dir, uffdwp_strerror(errno));
+	s->hook_req = openat(s->workfd, "hook.req", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	s->hook_ans = openat(s->workfd, "hook.ans", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (s->hook_req < 0 || s->hook_ans < 0)
+		return fail(s, "cannot open the FIFOs in %s: %s", dir, uffdwp_strerror(errno));
+	fd = openat(s->workfd, "post-dump-hook", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700);
+	if (fd < 0)
+		return fail(s, "cannot write %s: %s", path, uffdwp_strerror(errno));
+	/* Long enough for the restore, which the destination bounds by itself. */
+	if (dprintf(fd, hook_script, s->o->timeout_s + 60) < 0) {
+		close(fd);
+		return fail(s, "cannot write %s: %s", path, uffdwp_strerror(errno));
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Our word to the final dump held in its post-dump action; then wait for
+ * CRIU to end. Returns its exit code: 0 after "go" leaves the tasks
+ * stopped; anything else (and any answer but "go") has them running again.
+ */
+static int hook_answer(struct src *s, bool go)
+{
+	const char *word = go ? "go\n" : "no\n";
+	int rc;
+
+	if (write(s->hook_ans, word, strlen(word)) < 0 && go)
+		info(s, "warning: cannot answer CRIU's post-dump action: %s",
+		     uffdwp_strerror(errno));
+	rc = mig_child__wait(&s->held_dump, 30000, NULL);
+	s->held_dump.pid = -1;
+	s->stopped = go && rc == 0;
+	return rc;
+}
+
+static void close_hook(struct src *s)
+{
+	if (s->hook_req >= 0)
+		close(s->hook_req);
+	if (s->hook_ans >= 0)
+		close(s->hook_ans);
+	s->hook_req = s->hook_ans = -1;
+}
+
 struct run_result {
 	struct mig_dump_stats st;
 	double start_s, criu_end_s, end_s;
@@ -181,7 +258,7 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 {
 	const struct uffdwp_migrate_opts *o = s->o;
 	char dname[32], dpath[PATH_MAX + 40], pid[16], psk[16], parent[48], reason[512];
-	char *argv[MAX_ARGS], sfd[16];
+	char *argv[MAX_ARGS], sfd[16], hook[PATH_MAX + 16];
 	struct mig_child c = {.pid = -1};
 	struct mig_out out;
 	struct mig_msg m;
@@ -264,6 +341,14 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 		argv[argc++] = "--plugin-pages";
 	if (final)
 		argv[argc++] = "--leave-stopped";
+	if (final && !lazy) {
+		if (hook_prepare(s, hook, sizeof(hook))) {
+			close(data);
+			goto err_dir;
+		}
+		argv[argc++] = "--action-script";
+		argv[argc++] = hook;
+	}
 	if (o->tcp_established)
 		argv[argc++] = "--tcp-established";
 	if (o->shell_job)
@@ -295,6 +380,22 @@ static int run_criu(struct src *s, unsigned int n, bool final, struct run_result
 			/* Frozen and serving: its exit is awaited after the cut-over. */
 			s->lazy_dump = c;
 			s->final_dirfd = dirfd;
+			s->stopped = true;
+			res->criu_end_s = now_s();
+			goto files;
+		}
+		if (rc == -ETIMEDOUT)
+			mig_child__kill(&c);
+	} else if (final) {
+		rc = mig_child__wait_status(&c, s->hook_req, o->timeout_s * 1000, o->signals);
+		if (rc == 0 && !c.reaped) {
+			char b[64];
+
+			/* Complete, and held in its post-dump action until the restore. */
+			while (read(s->hook_req, b, sizeof(b)) > 0)
+				;
+			s->held_dump = c;
+			s->held = true;
 			s->stopped = true;
 			res->criu_end_s = now_s();
 			goto files;
@@ -411,6 +512,17 @@ static int rollback(struct src *s)
 	size_t len = 0;
 
 	/*
+	 * A final dump held in its post-dump action: told no, CRIU undoes its
+	 * locks and resumes the tasks itself.
+	 */
+	if (s->held_dump.pid > 0) {
+		err = hook_answer(s, false);
+		len +=
+		    snprintf(msg + len, sizeof(msg) - len, "%s; ",
+			     err == -ETIMEDOUT ? "criu dump killed after 30 s"
+					       : "criu dump undid its locks and resumed the tasks");
+	}
+	/*
 	 * Without GO the destination never runs the tree: resume ours first,
 	 * not after the destination's answer, which may be long in coming.
 	 * A post-copy dump still serving holds the tasks until it ends.
@@ -468,19 +580,23 @@ static int rollback(struct src *s)
 }
 
 /*
- * The cut-over after the final dump: the destination restores the tree
- * and keeps it stopped (RESTORED), we say GO, it lets the tree run and
- * says RUNNING, and only then is the source killed. A connection lost
- * between GO and RUNNING leaves the source stopped: the tree may run on
- * the destination, and two running copies would be worse than a stopped
- * one.
+ * The cut-over after the final dump, in two steps. The restore: the
+ * destination restores the tree and keeps it stopped (RESTORED), while an
+ * eager final dump waits in its post-dump action; told "go" then, CRIU
+ * ends with the tasks stopped. A failure up to here is a rollback in which
+ * CRIU itself resumes the tasks. Then GO: the destination lets the tree
+ * run and says RUNNING, and only then is the source killed. A connection
+ * lost between GO and RUNNING leaves the source stopped: the tree may run
+ * on the destination, and two running copies would be worse than a
+ * stopped one.
  */
-static int cut_over(struct src *s, unsigned int n)
+static int restore_step(struct src *s, unsigned int n, struct run_result *r)
 {
-	struct uffdwp_migrate_event ev = {.kind = MIG_EV_RUNNING};
 	struct mig_out out;
 	struct mig_msg m;
+	char why[512];
 	uint64_t v;
+	int rc;
 
 	mig_out__init(&out, "RESTORE");
 	mig_out__u64(&out, "n", n);
@@ -489,6 +605,31 @@ static int cut_over(struct src *s, unsigned int n)
 		return -1;
 	if (!mig_msg__u64(&m, "restore_us", &v))
 		s->rep->restore_ms = v / 1e3;
+	if (s->held_dump.pid <= 0)
+		return 0;
+	/* The destination has it, stopped: now CRIU may keep its dump. */
+	rc = hook_answer(s, true);
+	r->criu_end_s = now_s();
+	if (rc) {
+		mig_log_reason(s->final_dirfd, "dump.log", why, sizeof(why));
+		return fail(s,
+			    "criu dump failed after the destination restored the tree (exit %d): "
+			    "%s; CRIU resumed the source tree",
+			    rc, why[0] ? why : "no log");
+	}
+	if (mig_read_dump_stats(s->final_dirfd, &r->st))
+		memset(&r->st, 0, sizeof(r->st));
+	r->bytes += (r->st.pages_written + r->st.shpages_written) * PAGE_BYTES;
+	return 0;
+}
+
+static int go_step(struct src *s)
+{
+	struct uffdwp_migrate_event ev = {.kind = MIG_EV_RUNNING};
+	struct mig_out out;
+	struct mig_msg m;
+	uint64_t v;
+
 	mig_out__init(&out, "GO");
 	if (send_line(s, &out))
 		return -1;
@@ -619,6 +760,9 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 			.ctl = -1,
 			.workfd = -1,
 			.lazy_dump = {.pid = -1},
+			.held_dump = {.pid = -1},
+			.hook_req = -1,
+			.hook_ans = -1,
 			.final_dirfd = -1};
 	struct mig_out out;
 	enum mig_stop stop = MIG_STOP_MAX_ITERS;
@@ -700,15 +844,17 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 		goto rollback;
 	s.dump_end_s = r.criu_end_s;
 	rep->iterations = n;
-	if (!rep->memory_bytes) /* stop-and-copy: the dump found it */
-		rep->memory_bytes = (r.st.pages_scanned + r.st.shpages_scanned) * PAGE_BYTES;
-	if (!o->postcopy)
-		run_event(&s, n, true, &r);
 	if (interrupted(&s)) {
 		fail(&s, "interrupted");
 		goto rollback;
 	}
-	if (cut_over(&s, n))
+	if (restore_step(&s, n, &r))
+		goto rollback;
+	if (!rep->memory_bytes) /* stop-and-copy: the dump found it */
+		rep->memory_bytes = (r.st.pages_scanned + r.st.shpages_scanned) * PAGE_BYTES;
+	if (!o->postcopy)
+		run_event(&s, n, true, &r);
+	if (go_step(&s))
 		goto rollback;
 	if (o->postcopy || o->lazy_restore) {
 		ret = lazy_end(&s, &r);
@@ -722,9 +868,12 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	if (!mig_log_time(s.final_dirfd, "dump.log", MIG_LOG_FREEZE, &t))
 		freeze_s = r.start_s + t;
 	else /* a lazy dump's end is when it was ready, not when it served the last page */
-		freeze_s = s.dump_end_s - (r.st.freezing_us + r.st.frozen_us) / 1e6;
+		freeze_s = (o->postcopy ? s.dump_end_s : r.criu_end_s) -
+			   (r.st.freezing_us + r.st.frozen_us) / 1e6;
 	rep->downtime_ms = (s.running_s - freeze_s) * 1e3;
-	rep->frozen_ms = o->postcopy ? (s.dump_end_s - freeze_s) * 1e3 : r.st.frozen_us / 1e3;
+	/* The dump's own part: until its images were written (not the restore it waited for). */
+	rep->frozen_ms =
+	    o->postcopy || s.held ? (s.dump_end_s - freeze_s) * 1e3 : r.st.frozen_us / 1e3;
 	if (rep->downtime_ms < 0)
 		rep->downtime_ms = 0;
 	if (rep->frozen_ms < 0)
@@ -752,6 +901,7 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 		close(s.final_dirfd);
 	close(s.ctl);
 	close(s.workfd);
+	close_hook(&s);
 	if (!o->keep)
 		mig_remove_dir(s.work);
 	return MIG_OK;
@@ -775,6 +925,7 @@ out:
 		close(s.ctl);
 	if (s.workfd >= 0)
 		close(s.workfd);
+	close_hook(&s);
 	info(&s, "local images and CRIU logs kept in %s", s.work);
 	return ret;
 }
