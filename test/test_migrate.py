@@ -248,15 +248,20 @@ def test_rollback_source_disk_full(mig, small_fs):
     assert_source_as_before(mig, t, drc, drecs)
 
 
+def _hiding(path):
+    """A prefix that runs a command in a mount namespace of its own where
+    @path is an empty tmpfs: a restore that needs what is there fails."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f'mount -t tmpfs none "{path}" && exec "$@"', "sh"]
+
+
 def test_rollback_restore_fails(mig, tmp_path):
     """The restore fails on the destination (the file the tree maps is not
     there: the destination sees an empty directory in its place)."""
     t = mig.tree("criu_wl", (256,))
     # The destination runs in a mount namespace of its own where the
     # workload's directory (with the mapped wl.data) is an empty tmpfs.
-    hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-            f'mount -t tmpfs none "{t.wl}" && exec "$@"', "sh"]
-    mig.start_dest(prefix=hide)
+    mig.start_dest(prefix=_hiding(t.wl))
     rc, recs, err = mig.run_source(t.root, ["--max-iterations", "2"])
     drc, drecs, derr = mig.finish_dest()
     assert rc == 1, err
@@ -536,12 +541,9 @@ def _after_cutover(mig, src_err):
     return lazy[0]
 
 
-def test_postcopy_destination_lazy_pages_dies(mig, lazy_pipes, tmp_path):
-    """The destination's criu lazy-pages dies during post-copy: its tree
-    lacks pages and is killed. The source's dump sees only a closed page
-    connection and ends well, but the source is not killed on that word:
-    the destination says its pages did not all come (PAGES rc=), so the
-    source tree runs again, untracked, from the cut-over, memory intact."""
+def _postcopy_acting_at_cutover(mig, tmp_path, act):
+    """A 64 MiB post-copy over a slow link, with act(src_err) called once
+    the cut-over is under way; returns the tree, the source and its stderr."""
     limit(mig.hosts, "80mbit")  # 64 MiB take about 7 s
     t = mig.tree("bench_wl", ("-c", 16384, 100, 1))
     mig.start_dest()
@@ -550,9 +552,19 @@ def test_postcopy_destination_lazy_pages_dies(mig, lazy_pipes, tmp_path):
         src = subprocess.Popen(mig.source_cmd(t.root, ["--postcopy", "--max-iterations", "1"]),
                                stdout=subprocess.PIPE, stderr=e, text=True,
                                stdin=subprocess.DEVNULL)
-        os.kill(_after_cutover(mig, src_err), signal.SIGKILL)
+        act(src_err)
         src.communicate(timeout=200)
-    err = _read(src_err)
+    return t, src, _read(src_err)
+
+
+def test_postcopy_destination_lazy_pages_dies(mig, lazy_pipes, tmp_path):
+    """The destination's criu lazy-pages dies during post-copy: its tree
+    lacks pages and is killed. The source's dump sees only a closed page
+    connection and ends well, but the source is not killed on that word:
+    the destination says its pages did not all come (PAGES rc=), so the
+    source tree runs again, untracked, from the cut-over, memory intact."""
+    t, src, err = _postcopy_acting_at_cutover(
+        mig, tmp_path, lambda src_err: os.kill(_after_cutover(mig, src_err), signal.SIGKILL))
     drc, drecs, derr = mig.finish_dest()
     mig.restored = None
     assert drc == 3 and "post-copy failed after the cut-over" in derr, derr
@@ -570,18 +582,10 @@ def test_postcopy_interrupt_at_destination_is_not_a_rollback(mig, lazy_pipes, tm
     """SIGINT to the destination during post-copy: the tree runs there, so
     nothing is undone (lazy-pages killed under it would zero the pages it
     has not got): post-copy ends, every page checks out, both exit 0."""
-    limit(mig.hosts, "80mbit")
-    t = mig.tree("bench_wl", ("-c", 16384, 100, 1))
-    mig.start_dest()
-    src_err = tmp_path / "src.err"
-    with open(src_err, "w") as e:
-        src = subprocess.Popen(mig.source_cmd(t.root, ["--postcopy", "--max-iterations", "1"]),
-                               stdout=subprocess.PIPE, stderr=e, text=True,
-                               stdin=subprocess.DEVNULL)
+    def interrupt(src_err):
         _after_cutover(mig, src_err)
         os.kill(mig.dest.pid, signal.SIGINT)
-        src.communicate(timeout=200)
-    err = _read(src_err)
+    t, src, err = _postcopy_acting_at_cutover(mig, tmp_path, interrupt)
     drc, drecs, derr = mig.finish_dest()
     assert src.returncode == 0 and drc == 0, err + derr
     assert "every page is here" in derr and "source tree killed" in err
@@ -594,9 +598,7 @@ def test_postcopy_rollback_resumes_the_source(mig, lazy_pipes):
     lazy dump, which the closed page connection ends, leaves the tasks
     stopped; the rollback lets them run again."""
     t = mig.tree("criu_wl", (256,))
-    hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-            f'mount -t tmpfs none "{t.wl}" && exec "$@"', "sh"]
-    mig.start_dest(prefix=hide)
+    mig.start_dest(prefix=_hiding(t.wl))
     rc, recs, err = mig.run_source(t.root, ["--postcopy", "--max-iterations", "1"])
     drc, drecs, derr = mig.finish_dest()
     assert rc == 1 and "restore failed" in err, err
@@ -647,9 +649,7 @@ def test_rollback_keeps_tcp_connections(mig, tmp_path):
         _wait_for(lambda: (home / "sub" / "ready").exists(), "the tree connected")
         root = next(p for p in descendants(tree.pid) if "python3" in (cmdline(p) or [""])[0])
         # The destination sees an empty directory where the tree's cwd was.
-        hide = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                f'mount -t tmpfs none "{home}" && exec "$@"', "sh"]
-        mig.start_dest(prefix=hide)
+        mig.start_dest(prefix=_hiding(home))
         rc, recs, err = mig.run_source(root, ["--tcp-established", "--max-iterations", "1"])
         drc, _, derr = mig.finish_dest()
         assert rc == 1 and "restore failed" in err, err + derr
