@@ -741,3 +741,26 @@ def test_fork_subscription_is_its_own(tracking):
         assert q.returncode == 1, q.stdout + q.stderr
         assert "initial user and pid namespaces" in q.stdout, q.stdout
 
+
+
+def test_fork_probe_holds_under_load():
+    """The subscription's probe fork is seen on a busy machine: both CPUs
+    spinning and other processes forking all the time, which fills the
+    socket with their fork events (the probe then retries). Five probes in
+    a row must all see fork events come."""
+    init_ns = all(os.stat(f"/proc/self/ns/{ns}").st_ino == ino
+                  for ns, ino in (("user", 0xEFFFFFFD), ("pid", 0xEFFFFFFC)))
+    if not init_ns:
+        pytest.skip("the proc connector takes listeners only from the initial namespaces")
+    load = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    load += [subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"]) for _ in range(2)]
+    try:
+        for i in range(5):
+            p = subprocess.run([UFFDWP, "__debug", "forkwatch"], capture_output=True,
+                               text=True, timeout=60)
+            assert p.returncode == 0 and p.stdout.strip() == "fork_events yes", \
+                f"probe {i + 1}: " + p.stdout + p.stderr
+    finally:
+        for q in load:
+            q.kill()
+            q.wait()
