@@ -105,14 +105,14 @@ class Migration:
         self.dest = None
         self.restored = None
 
-    def start_dest(self, extra=(), prefix=(), dst_dir=None, timeout=120):
+    def start_dest(self, extra=(), prefix=(), dst_dir=None, timeout=120, criu=None):
         """timeout: the destination's --timeout, and how long finish_dest()
-        waits for it."""
+        waits for it. criu: another CRIU for the destination."""
         self.dst_dir = dst_dir or self.dst_dir
         self.dest_timeout = timeout
         cmd = (list(prefix) + self.hosts.on(self.hosts.dst) +
                [UFFDWP, "migrate", "--listen", f"{self.hosts.dst_ip}:{PORT}",
-                "-D", str(self.dst_dir), "-L", self.plugdir, "--criu", self.criu,
+                "-D", str(self.dst_dir), "-L", self.plugdir, "--criu", criu or self.criu,
                 "--json", "--timeout", str(timeout), *extra])
         self.dest_err = open(self.base / "dest.err", "w+")
         self.dest = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

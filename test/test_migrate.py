@@ -209,6 +209,37 @@ def test_rollback_page_server_dies(mig):
     assert_source_as_before(mig, t, drc, drecs)
 
 
+def test_rollback_page_server_dies_leaving_a_child(mig, tmp_path):
+    """A page server killed while a child of its own holds its page
+    connection: what a CRIU killed during its kernel probes leaves (the
+    ptrace probe child sleeps forever with CRIU's fds). The destination
+    kills what the page server left in its process group, so the source's
+    pre-dump sees the connection close and rolls back at once, instead of
+    writing into a connection nobody reads until its timeout."""
+    wrapper = tmp_path / "criu-with-a-child"
+    wrapper.write_text(f'#!/bin/sh\n(exec sleep 1234 &)\nexec "{mig.criu}" "$@"\n')
+    wrapper.chmod(0o755)
+    t = mig.tree("bench_wl", BENCH)
+    mig.start_dest(criu=str(wrapper))
+    src = subprocess.Popen(mig.source_cmd(t.root, ["--max-downtime", "0"]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    pid = _wait_for(lambda: _page_server_pid(mig.dest), "a page server", timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    try:
+        out, err = src.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        src.kill()
+        src.communicate()
+        raise AssertionError("the source did not see the page server die within 60 s")
+    drc, drecs, derr = mig.finish_dest()
+    assert src.returncode == 1, err
+    left = [p for p in os.listdir("/proc") if p.isdigit() and
+            (cmdline(int(p)) or [""])[:2] == ["sleep", "1234"]]
+    assert not left, f"the page server's child lives on: {left}"
+    assert_source_as_before(mig, t, drc, drecs)
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     """A 24 MiB tmpfs, unmounted after the test."""

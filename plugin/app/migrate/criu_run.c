@@ -59,10 +59,18 @@ int mig_child__spawn(struct mig_child *c, char *const argv[], const int *keep, i
 	return 0;
 }
 
+/* The group of a child not reaped yet: its zombie keeps the pgid from reuse. */
+static void kill_group(struct mig_child *c)
+{
+	if (!c->keep_group && c->pid > 0 && !c->reaped)
+		kill(-c->pid, SIGKILL);
+}
+
 static int reap(struct mig_child *c)
 {
 	int st;
 
+	kill_group(c);
 	for (;;) {
 		if (waitpid(c->pid, &st, 0) == c->pid)
 			break;
@@ -167,6 +175,12 @@ void mig_child__kill(struct mig_child *c)
 		return;
 	kill(c->pid, SIGKILL);
 	reap(c);
+}
+
+void mig_child__end_group(struct mig_child *c)
+{
+	if (c->pid > 0 && !c->reaped && !mig_child__running(c))
+		kill_group(c);
 }
 
 /* A protobuf varint at *p (before @end); -EBADMSG when cut short. */

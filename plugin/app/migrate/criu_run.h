@@ -18,6 +18,14 @@ struct mig_child {
 	int pidfd;
 	int status; /* wait(2) status once reaped */
 	int reaped;
+	/*
+	 * Leave its process group be when it ends. By default whatever it
+	 * left there dies with it: a CRIU killed while probing the kernel
+	 * leaves a ptrace probe child that sleeps forever with CRIU's fds,
+	 * its page connection among them. A restore sets it: with
+	 * --shell-job the restored tree joins CRIU's group.
+	 */
+	int keep_group;
 };
 
 /*
@@ -54,6 +62,11 @@ int mig_child__wait(struct mig_child *c, int timeout_ms, volatile sig_atomic_t *
 int mig_child__running(struct mig_child *c);
 /* SIGKILL and reap it; no-op for a child not started or already reaped. */
 void mig_child__kill(struct mig_child *c);
+/*
+ * If it has ended but is not reaped yet, kill what it left in its process
+ * group now (see keep_group), so that nothing holds its connections open.
+ */
+void mig_child__end_group(struct mig_child *c);
 
 /* CRIU's dump statistics (its stats-dump image), times in microseconds. */
 struct mig_dump_stats {

@@ -106,6 +106,8 @@ static int wait_readable(struct dst *d, int fd, int timeout_ms)
 	for (;;) {
 		if (interrupted(d))
 			return -ECANCELED;
+		/* A page server that died must not leave its connection held open. */
+		mig_child__end_group(&d->ps);
 		err = mig_wait_readable(fd, 200, -1);
 		if (err != -ETIMEDOUT)
 			return err;
@@ -387,7 +389,8 @@ static int restore(struct dst *d, struct mig_msg *m)
 {
 	char path[PATH_MAX + 40], pidfile[PATH_MAX + 60], why[512];
 	char *argv[MAX_ARGS];
-	struct mig_child c = {.pid = -1};
+	/* With --shell-job the restored tree is in CRIU's process group: keep it. */
+	struct mig_child c = {.pid = -1, .keep_group = 1};
 	struct mig_out out;
 	uint64_t n;
 	FILE *f;
