@@ -100,6 +100,19 @@ int cli_num__double(const char *s, double min, double max, double *v);
 int cli_parse_pid(const char *arg);
 
 /*
+ * The image writer's options, one parser for every command that writes
+ * images: @name is the long option ("level", "frame-size", "threads") and
+ * @cmd prefixes the message. cli_img_opts__check() runs the writer's own
+ * check once all options are in, so that a bad value is a usage error
+ * before any work starts. Both return 0, or CLI_USAGE with the reason
+ * printed.
+ */
+struct uffdwp_img_opts;
+int cli_img_opts__set(struct uffdwp_img_opts *o, const char *cmd, const char *name,
+		      const char *arg);
+int cli_img_opts__check(const struct uffdwp_img_opts *o);
+
+/*
  * Options of one command, parsed with getopt_long (GNU order: options and
  * arguments mixed, "--" ends options). --json, -v and --help are handled
  * here for every command.
@@ -143,6 +156,8 @@ void cli_progress__show(struct cli_progress *p, const char *what, uint64_t done,
 /* The work is over: a line shown ends at 100 %. */
 void cli_progress__end(struct cli_progress *p);
 
+/* The long name of @cmd's option @val ("?" if it has none). */
+const char *cli_opt_name(const struct cli_cmd *cmd, int val);
 /* The subcommand @name of @cmd, or NULL. */
 const struct cli_sub *cli_find_sub(const struct cli_cmd *cmd, const char *name);
 /* Help of @cmd (@sub NULL: the whole command) to @f. */

@@ -34,11 +34,6 @@ static int parse_u64(const char *s, uint64_t *v)
 	return 0;
 }
 
-static int parse_int(const char *s, int *v)
-{
-	return cli_num__int(s, -1000, 1000, v);
-}
-
 static const char *kind_name(uint32_t kind)
 {
 	switch (kind) {
@@ -137,7 +132,6 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 {
 	const struct cli_sub *sub;
 	struct cli_parser p;
-	uint64_t v;
 	int c, r;
 
 	memset(a, 0, sizeof(*a));
@@ -152,21 +146,10 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 			a->out = optarg;
 			break;
 		case OPT_LEVEL:
-			if (parse_int(optarg, &a->opts.level)) {
-				cli_err("img: bad --level '%s'\n", optarg);
-				return CLI_USAGE;
-			}
-			break;
 		case OPT_FRAME:
-			if (parse_u64(optarg, &v) || v > UINT32_MAX)
-				return CLI_USAGE;
-			a->opts.frame_size = v;
-			break;
 		case OPT_THREADS:
-			if (parse_int(optarg, &a->opts.threads)) {
-				cli_err("img: bad --threads '%s'\n", optarg);
+			if (cli_img_opts__set(&a->opts, "img", cli_opt_name(&cli_img, c), optarg))
 				return CLI_USAGE;
-			}
 			break;
 		case OPT_TASK:
 		case OPT_SHMEM:
@@ -201,7 +184,7 @@ static int parse_args(int argc, char **argv, struct img_args *a)
 		cli_usage(&cli_img, NULL);
 		return CLI_USAGE;
 	}
-	return -1;
+	return cli_img_opts__check(&a->opts) ?: -1;
 }
 
 /* The arguments of @a->sub must be @min to @max: say which one is missing or stray. */

@@ -73,21 +73,6 @@ const struct cli_cmd cli_snap = {
     .opts = snap_opts,
 };
 
-static int parse_size(const char *s, uint32_t *v)
-{
-	uint64_t x;
-
-	if (cli_num__u64(s, CLI_NUM_SUFFIX, 0, UINT32_MAX, &x))
-		return -1;
-	*v = (uint32_t)x;
-	return 0;
-}
-
-static int parse_int(const char *s, int *v)
-{
-	return cli_num__int(s, -1000, 1000, v);
-}
-
 /* Returns -1 to go on, or the exit code (CLI_OK after --help). */
 static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 {
@@ -114,24 +99,10 @@ static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 			a->tree = true;
 			break;
 		case OPT_LEVEL:
-			if (parse_int(optarg, &a->img.level)) {
-				cli_err("snap: bad --level '%s'\n", optarg);
-				return CLI_USAGE;
-			}
-			break;
 		case OPT_FRAME:
-			if (parse_size(optarg, &a->img.frame_size)) {
-				cli_err("snap: bad --frame-size '%s'\n", optarg);
-				return CLI_USAGE;
-			}
-			break;
 		case OPT_THREADS:
-			if (parse_int(optarg, &a->img.threads) || a->img.threads < 1 ||
-			    a->img.threads > UFFDWP_IMG_MAX_THREADS) {
-				cli_err("snap: bad --threads '%s' (1 to %d)\n", optarg,
-					UFFDWP_IMG_MAX_THREADS);
+			if (cli_img_opts__set(&a->img, "snap", cli_opt_name(&cli_snap, c), optarg))
 				return CLI_USAGE;
-			}
 			break;
 		default:
 			cli_usage(&cli_snap, NULL);
@@ -151,7 +122,7 @@ static int parse_args(int argc, char **argv, struct uffdwp_snap_opts *a)
 		cli_usage(&cli_snap, NULL);
 		return CLI_USAGE;
 	}
-	return -1;
+	return cli_img_opts__check(&a->img) ?: -1;
 }
 
 static void show_progress(void *arg, enum uffdwp_snap_phase phase, uint64_t done, uint64_t total)

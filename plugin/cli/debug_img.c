@@ -319,7 +319,6 @@ static const struct option write_opts[] = {
 /* Returns -1 to go on, or the exit code (CLI_OK after --help). */
 static int parse_write_args(int argc, char **argv, struct write_args *a)
 {
-	uint64_t v;
 	int c;
 
 	memset(a, 0, sizeof(*a));
@@ -349,19 +348,13 @@ static int parse_write_args(int argc, char **argv, struct write_args *a)
 			break;
 		case OPT_LEVEL:
 		case OPT_THREADS:
-			if (cli_num__int(optarg, -1000, 1000,
-					 c == OPT_LEVEL ? &a->opts.level : &a->opts.threads)) {
-				cli_err("img-write: bad --%s '%s'\n",
-					c == OPT_LEVEL ? "level" : "threads", optarg);
-				return CLI_USAGE;
-			}
-			break;
 		case OPT_FRAME:
-			if (cli_num__u64(optarg, CLI_NUM_SUFFIX, 0, UINT32_MAX, &v)) {
-				cli_err("img-write: bad --frame-size '%s'\n", optarg);
+			if (cli_img_opts__set(&a->opts, "img-write",
+					      c == OPT_LEVEL   ? "level"
+					      : c == OPT_FRAME ? "frame-size"
+							       : "threads",
+					      optarg))
 				return CLI_USAGE;
-			}
-			a->opts.frame_size = v;
 			break;
 		case OPT_JSON:
 			cli_json = true;

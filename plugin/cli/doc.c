@@ -96,6 +96,13 @@ static const struct cli_opt *opt_by_val(const struct cli_cmd *cmd, int val)
 	return NULL;
 }
 
+const char *cli_opt_name(const struct cli_cmd *cmd, int val)
+{
+	const struct cli_opt *o = opt_by_val(cmd, val);
+
+	return o ? o->name : "?";
+}
+
 static bool opt_of_sub(const struct cli_opt *o, const char *sub)
 {
 	char word[40];

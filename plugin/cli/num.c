@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The one number parser of the uffdwp command (cli.h). */
+/* The one number parser of the uffdwp command, and of its image options (cli.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+#include "img/img.h"
 
 int cli_num__u64(const char *s, unsigned int flags, uint64_t min, uint64_t max, uint64_t *v)
 {
@@ -96,4 +98,29 @@ int cli_parse_pid(const char *arg)
 		return -1;
 	}
 	return v;
+}
+
+int cli_img_opts__set(struct uffdwp_img_opts *o, const char *cmd, const char *name, const char *arg)
+{
+	uint64_t v;
+	int err;
+
+	if (!strcmp(name, "frame-size")) {
+		err = cli_num__u64(arg, CLI_NUM_SUFFIX, 0, UINT32_MAX, &v);
+		if (!err)
+			o->frame_size = (uint32_t)v;
+	} else {
+		err = cli_num__int(arg, INT_MIN, INT_MAX,
+				   !strcmp(name, "level") ? &o->level : &o->threads);
+	}
+	if (err) {
+		cli_err("%s: bad --%s '%s'\n", cmd, name, arg);
+		return CLI_USAGE;
+	}
+	return 0;
+}
+
+int cli_img_opts__check(const struct uffdwp_img_opts *o)
+{
+	return uffdwp_img_opts__check(o) ? CLI_USAGE : 0;
 }
