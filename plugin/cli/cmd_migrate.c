@@ -47,8 +47,12 @@ static const struct cli_sub migrate_subs[] = {
      "the link's bandwidth and the predicted downtime; then a summary. With --json, "
      "stdout has one record per line: iteration, cutover, running, rollback, summary "
      "(docs/migrate.md).\n\n"
+     "A tree that a holder tracks already (uffdwp track or snap, a CRIU pre-dump) is "
+     "refused: migrate tracks it itself and would end that tracking. Stop it first, or "
+     "give --no-track.\n\n"
      "Exit codes of migrate: 0 migrated (the tree runs on the destination); 1 failed and "
-     "rolled back (the source runs); 2 bad arguments; 3 --postcopy or --lazy-restore "
+     "rolled back (the source runs); 2 bad arguments, or refused (nothing started); 3 --postcopy "
+     "or --lazy-restore "
      "failed after the cut-over (the destination's tree is killed, the source runs again "
      "from the cut-over); 4 the source is stopped or still tracked, or it is unknown "
      "whether the destination's tree is whole (the message says what to do)."},

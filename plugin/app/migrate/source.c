@@ -22,6 +22,7 @@
 #include "dirs.h"
 #include "base/log.h"
 #include "source.h"
+#include "track/holder.h"
 
 double src__now(void)
 {
@@ -130,7 +131,9 @@ static int make_work_dir(struct src *s)
 
 	if (s->o->work_dir) {
 		snprintf(s->work, sizeof(s->work), "%s", s->o->work_dir);
-		if (mkdir(s->work, 0700) && errno != EEXIST)
+		if (!mkdir(s->work, 0700))
+			s->made_work = true;
+		else if (errno != EEXIST)
 			return src__fail(s, "cannot make %s: %s", s->work, uffdwp_strerror(errno));
 		/* A migration that succeeds removes its work directory, all of it. */
 		err = mig_dir_is_empty(s->work);
@@ -145,6 +148,7 @@ static int make_work_dir(struct src *s)
 			 base && *base ? base : "/var/tmp");
 		if (!mkdtemp(s->work))
 			return src__fail(s, "cannot make %s: %s", s->work, uffdwp_strerror(errno));
+		s->made_work = true;
 	}
 	s->workfd = open(s->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->workfd < 0)
@@ -179,6 +183,20 @@ int uffdwp_migrate__source(const struct uffdwp_migrate_opts *o, struct uffdwp_mi
 	mig_model__init(&s.model, o->max_downtime_ms, o->max_iters, o->restore_est_ms);
 	if (kill(o->pid, 0)) {
 		src__fail(&s, "no process %d: %s", o->pid, uffdwp_strerror(errno));
+		return MIG_USAGE;
+	}
+	/*
+	 * A holder that runs already (uffdwp track or snap, a CRIU pre-dump)
+	 * would be taken over, its scans committed and at a rollback stopped:
+	 * its user would lose what it tracks. Leave it alone instead.
+	 */
+	err = o->track ? uffdwp_holder_running(o->pid) : 0;
+	if (err > 0) {
+		src__fail(&s,
+			  "%d is tracked already (holder %d: uffdwp track or snap, or a CRIU "
+			  "pre-dump); migrate tracks it itself: stop that first (uffdwp track "
+			  "stop -t %d), or pass --no-track",
+			  o->pid, err, o->pid);
 		return MIG_USAGE;
 	}
 	if (o->postcopy) {
@@ -326,6 +344,10 @@ out:
 	if (s.workfd >= 0)
 		close(s.workfd);
 	src__close_hook(&s);
-	info(&s, "local images and CRIU logs kept in %s", s.work);
+	/* Failed before any CRIU run wrote there: nothing to keep. */
+	if (s.made_work && mig_dir_is_empty(s.work) == 1 && !rmdir(s.work))
+		info(&s, "nothing was written into %s: removed", s.work);
+	else
+		info(&s, "local images and CRIU logs kept in %s", s.work);
 	return ret;
 }

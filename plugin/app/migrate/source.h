@@ -28,6 +28,7 @@ struct src {
 	int ctl;
 	int workfd;
 	char work[PATH_MAX];
+	bool made_work;	   /* the work directory is ours: made by this run */
 	int io_ms;	   /* how long one answer of the destination may take */
 	bool stopped;	   /* the final dump left the tasks stopped */
 	bool cut;	   /* GO was sent: the destination may run the tree */
