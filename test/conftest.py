@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from helpers import BUILD, UFFDWP, Workload, stop_holder
+from helpers import BUILD, UFFDWP, Workload, no_rseq, stop_holder
 
 
 def _kernel():
@@ -86,6 +86,12 @@ def wl(tracking):
     for w in made:
         stop_holder(w.pid)
         w.stop()
+
+
+@pytest.fixture
+def qwl(wl):
+    """wl, but a workload whose memory only its own writes change."""
+    return lambda *a, **kw: wl(*a, preexec=no_rseq, **kw)
 
 
 @pytest.fixture

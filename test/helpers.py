@@ -79,6 +79,12 @@ class Workload:
                 pass
 
 
+def no_rseq():
+    """A preexec_fn: glibc registers no rseq area, which the kernel would
+    rewrite whenever the thread comes back to user space on another CPU."""
+    os.environ["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
+
+
 def descendants(pid):
     kids = {}
     for d in os.listdir("/proc"):
@@ -135,6 +141,13 @@ def read_maps(pid):
 
 
 ZERO_PAGE = bytes(PAGE)
+MARKER_SWAP_TYPE = 31  # uffd-wp PTE markers: pagemap says "swapped"
+
+
+def _there(e):
+    """A pagemap entry of a page that is present or swapped out; a uffd-wp
+    marker on an empty PTE reads as swapped, but there is no page."""
+    return (e >> 63) & 1 or ((e >> 62) & 1 and (e & 0x1f) != MARKER_SWAP_TYPE)
 
 
 def _is_file_private(perms, name):
@@ -174,7 +187,7 @@ def snapshot(pid):
                 ents = struct.unpack(f"{len(raw) // 8}Q", raw)
                 # bit 63 present, 62 swapped, 61 file page or shared anon
                 own = {lo + i * PAGE for i, e in enumerate(ents)
-                       if (e >> 62) & 3 and (anon or not (e >> 61) & 1)}
+                       if _there(e) and (anon or not (e >> 61) & 1)}
             if name in ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]", "[uprobes]"):
                 continue
             if perms[3] == "s" and name.startswith("/") and not (

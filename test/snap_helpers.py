@@ -7,12 +7,11 @@ import os
 import struct
 import subprocess
 
-from helpers import PAGE, UFFDWP, descendants, frozen, uffdwp
+from helpers import MARKER_SWAP_TYPE, PAGE, UFFDWP, descendants, frozen, uffdwp
 
 ZERO = bytes(PAGE)
 SPECIAL = ("[vvar]", "[vvar_vclock]", "[vsyscall]", "[vdso]", "[uprobes]")
 SHM_NAMES = ("/dev/zero", "/memfd:", "/SYSV", "/dev/shm/", "[anon_shmem:")
-MARKER_SWAP_TYPE = 31  # uffd-wp PTE markers: pagemap says "swapped"
 
 
 def maps_full(pid):

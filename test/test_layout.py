@@ -33,6 +33,17 @@ def test_readme_links_exist():
         assert os.path.exists(os.path.join(TOP, link)), f"README links {link}, which is missing"
 
 
+def test_errors_doc_names_real_tests():
+    """docs/errors.md says which test checks each failure: those tests exist."""
+    with open(os.path.join(TOP, "docs/errors.md")) as f:
+        named = set(re.findall(r"`(test_[a-z0-9_]+)`", f.read()))
+    defined = set()
+    for path in glob.glob(os.path.join(TOP, "test/test_*.py")):
+        with open(path) as f:
+            defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", f.read(), re.M))
+    assert len(named) > 40 and named <= defined, f"no such test: {sorted(named - defined)}"
+
+
 def test_readme_size():
     assert len(_readme().encode()) < 15 * 1024, "the README is for users: keep it under 15 KB"
 

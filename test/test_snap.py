@@ -29,7 +29,8 @@ import time
 
 import pytest
 
-from helpers import PAGE, UFFDWP, frozen, holder_file, uffdwp, wait_stopped, workload_path
+from helpers import (PAGE, UFFDWP, frozen, holder_file, no_rseq, uffdwp, wait_stopped,
+                     workload_path)
 from snap_helpers import (Chain, compare, data_pages_in, image_pages, ino_of, maps_full, show,
                           state, truth, truth_of, verify)
 
@@ -39,14 +40,6 @@ pytestmark = pytest.mark.timeout(180)
 
 # ------------------------------------------------------------ ground truth
 
-def _no_rseq():
-    os.environ["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
-
-
-@pytest.fixture
-def qwl(wl):
-    """wl, but a workload whose memory only its own writes change."""
-    return lambda *a, **kw: wl(*a, preexec=_no_rseq, **kw)
 
 
 # ------------------------------------------------------------------- tests
@@ -147,7 +140,7 @@ def _fresh_ipc_namespace():
     """No rseq, and an IPC namespace of its own: its first SysV segment gets
     shmid 0, which /proc/PID/maps shows as inode 0."""
     import ctypes
-    _no_rseq()
+    no_rseq()
     if ctypes.CDLL(None, use_errno=True).unshare(0x08000000):  # CLONE_NEWIPC
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWIPC)")
 
