@@ -22,6 +22,7 @@
 #include "track/holder.h"
 #include "base/log.h"
 #include "track/probe.h"
+#include "base/rangeset.h"
 
 /* Short keys for scripts; the library's names are for people. */
 static const char *const feature_keys[UFFDWP_FEAT__MAX] = {
@@ -62,6 +63,9 @@ static void debug_usage(FILE *f)
 		"       uffdwp __debug remote-syscall [-n COUNT] [-r REPEAT] PID NAME|NR [ARG...]\n"
 		"       uffdwp __debug adopt-track PID   start a holder that injects nothing\n"
 		"                 and hand it a uffd made here, as the CRIU plugin does\n"
+		"       uffdwp __debug rangeset   range set operations from stdin, one per line:\n"
+		"                 'add S E', 'remove S E', 'set S E [S E...]' (add_set of those),\n"
+		"                 'print' (the ranges as 'S E' lines, then '.')\n"
 		"\n"
 		"-n: attach COUNT times, -r: run the call REPEAT times in each attach\n");
 }
@@ -280,6 +284,60 @@ static int debug_adopt_track(pid_t pid)
 	return 0;
 }
 
+/* Apply one line of debug_rangeset() to @rs; 0, or -1 on a bad line. */
+static int rangeset_line(struct uffdwp_rangeset *rs, char *line)
+{
+	struct uffdwp_rangeset src = UFFDWP_RANGESET_INIT;
+	char *op = strtok(line, " \n"), *a, *b;
+	int err = 0;
+	size_t i;
+
+	if (!op)
+		return 0;
+	if (!strcmp(op, "print")) {
+		for (i = 0; i < rs->nr; i++)
+			printf("%llu %llu\n", (unsigned long long)rs->r[i].start,
+			       (unsigned long long)rs->r[i].end);
+		printf(".\n");
+		return fflush(stdout) ? -1 : 0;
+	}
+	while (!err && (a = strtok(NULL, " \n"))) {
+		uint64_t s, e;
+
+		b = strtok(NULL, " \n");
+		if (!b || cli_num__u64(a, 0, 0, UINT64_MAX, &s) ||
+		    cli_num__u64(b, 0, 0, UINT64_MAX, &e))
+			err = -EINVAL;
+		else if (!strcmp(op, "add"))
+			err = uffdwp_rangeset__add(rs, s, e);
+		else if (!strcmp(op, "remove"))
+			err = uffdwp_rangeset__remove(rs, s, e);
+		else if (!strcmp(op, "set"))
+			err = uffdwp_rangeset__add(&src, s, e);
+		else
+			err = -EINVAL;
+	}
+	if (!err && !strcmp(op, "set"))
+		err = uffdwp_rangeset__add_set(rs, &src);
+	uffdwp_rangeset__fini(&src);
+	return err ? -1 : 0;
+}
+
+static int debug_rangeset(void)
+{
+	struct uffdwp_rangeset rs = UFFDWP_RANGESET_INIT;
+	char line[65536];
+	int ret = 0;
+
+	while (!ret && fgets(line, sizeof(line), stdin))
+		if (rangeset_line(&rs, line)) {
+			fprintf(stderr, "uffdwp: __debug rangeset: bad line\n");
+			ret = 1;
+		}
+	uffdwp_rangeset__fini(&rs);
+	return ret;
+}
+
 int cmd_debug(int argc, char **argv)
 {
 	int i = 2, count = 1, repeat = 1, *opt;
@@ -293,6 +351,8 @@ int cmd_debug(int argc, char **argv)
 		return debug_probe();
 	if (!strcmp(argv[1], "forkwatch"))
 		return debug_forkwatch();
+	if (!strcmp(argv[1], "rangeset"))
+		return debug_rangeset();
 	if (!strcmp(argv[1], "img-write"))
 		return debug_img_write(argc - 1, argv + 1);
 

@@ -103,18 +103,46 @@ int uffdwp_rangeset__add(struct uffdwp_rangeset *rs, uint64_t start, uint64_t en
 	return 0;
 }
 
+/*
+ * One pass over both sorted lists into a new array: O(n + m) however the two
+ * interleave (adding the ranges one by one moved the tail each time).
+ */
 int uffdwp_rangeset__add_set(struct uffdwp_rangeset *rs, const struct uffdwp_rangeset *src)
 {
-	size_t i;
-	int err;
+	const struct uffdwp_range *next;
+	struct uffdwp_range *out;
+	size_t i = 0, j = 0, n = 0, cap;
 
-	if (rangeset_reserve(rs, rs->nr + src->nr))
-		return -ENOMEM;
-	for (i = 0; i < src->nr; i++) {
-		err = uffdwp_rangeset__add(rs, src->r[i].start, src->r[i].end);
-		if (err)
-			return err;
+	if (!src->nr || rs == src)
+		return 0;
+	/* All of @src after all of @rs: the append path, no copy of @rs. */
+	if (!rs->nr || rs->r[rs->nr - 1].end < src->r[0].start) {
+		if (rangeset_reserve(rs, rs->nr + src->nr))
+			return -ENOMEM;
+		memcpy(&rs->r[rs->nr], src->r, src->nr * sizeof(src->r[0]));
+		rs->nr += src->nr;
+		return 0;
 	}
+	cap = rs->nr + src->nr;
+	out = malloc(cap * sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	while (i < rs->nr || j < src->nr) {
+		if (j == src->nr || (i < rs->nr && rs->r[i].start <= src->r[j].start))
+			next = &rs->r[i++];
+		else
+			next = &src->r[j++];
+		if (n && out[n - 1].end >= next->start) {
+			if (next->end > out[n - 1].end)
+				out[n - 1].end = next->end;
+		} else {
+			out[n++] = *next;
+		}
+	}
+	free(rs->r);
+	rs->r = out;
+	rs->nr = n;
+	rs->cap = cap;
 	return 0;
 }
 

@@ -37,7 +37,7 @@ void uffdwp_rangeset__clear(struct uffdwp_rangeset *rs);
  * address order is O(1). Returns 0 or -ENOMEM (the set is unchanged then).
  */
 int uffdwp_rangeset__add(struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
-/* Add every range of @src. Returns 0 or -ENOMEM. */
+/* Add every range of @src, in O(n + m). Returns 0 or -ENOMEM (@rs unchanged). */
 int uffdwp_rangeset__add_set(struct uffdwp_rangeset *rs, const struct uffdwp_rangeset *src);
 /* Remove [start, end). Returns 0 or -ENOMEM (splitting a range needs room). */
 int uffdwp_rangeset__remove(struct uffdwp_rangeset *rs, uint64_t start, uint64_t end);
