@@ -85,6 +85,15 @@ def no_rseq():
     os.environ["GLIBC_TUNABLES"] = "glibc.pthread.rseq=0"
 
 
+def no_process():
+    """A pid nobody has now."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid = int(f.read()) - 1
+    while os.path.exists(f"/proc/{pid}"):
+        pid -= 1
+    return pid
+
+
 def descendants(pid):
     kids = {}
     for d in os.listdir("/proc"):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from helpers import BUILD, UFFDWP, holder_file
+from helpers import BUILD, UFFDWP, holder_file, no_process
 
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 COMMANDS = {
@@ -29,15 +29,6 @@ def run(*args, **kw):
 def one_json(p):
     """stdout must be exactly one JSON document."""
     return json.loads(p.stdout)
-
-
-def no_process():
-    """A pid nobody has now."""
-    with open("/proc/sys/kernel/pid_max") as f:
-        pid = int(f.read()) - 1
-    while os.path.exists(f"/proc/{pid}"):
-        pid -= 1
-    return pid
 
 
 # ------------------------------------------------------------------ help, man

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from helpers import UFFDWP, holder_file, pagemap_scan, snapshot, uffdwp
+from helpers import UFFDWP, holder_file, no_process, pagemap_scan, snapshot, uffdwp
 from test_criu import criu  # noqa: F401 (the migrate cases' fixture)
 
 WPALLOWED, WRITTEN = 1 << 0, 1 << 1
@@ -63,14 +63,6 @@ CASES = [
     ("migrate-both-sides", "migrate -t {pid} --to 127.0.0.1:1 --listen 127.0.0.1:1", 2,
      "--listen"),
 ]
-
-
-def no_process():
-    with open("/proc/sys/kernel/pid_max") as f:
-        pid = int(f.read()) - 1
-    while os.path.exists(f"/proc/{pid}"):
-        pid -= 1
-    return pid
 
 
 def files_under(top):
