@@ -22,6 +22,17 @@ WARNINGS   := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wformat=2 \
 CPPFLAGS   += -D_GNU_SOURCE -Iplugin/include -Iplugin/lib -I$(BUILD)/images
 ALL_CFLAGS := -std=gnu11 -fPIC -fvisibility=hidden $(WARNINGS) $(CFLAGS)
 LDLIBS     += -lprotobuf-c -lzstd -lpthread
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+# With libbpf, clang and bpftool the tracker watches shared objects for
+# holes punched in them with BPF (plugin/lib/track/punchwatch.h); without
+# them it builds anyway and treats such objects more coarsely.
+HAVE_BPF   := $(and $(shell pkg-config --exists libbpf 2>/dev/null && echo y),\
+		$(shell command -v $(CLANG) 2>/dev/null),$(shell command -v $(BPFTOOL) 2>/dev/null))
+ifneq ($(HAVE_BPF),)
+CPPFLAGS   += -DUFFDWP_HAVE_BPF
+LDLIBS     += -lbpf
+endif
 
 ifeq ($(SANITIZE),1)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -32,7 +43,7 @@ PROTOS      := $(wildcard images/*.proto)
 PROTO_SRCS  := $(patsubst images/%.proto,$(BUILD)/images/%.pb-c.c,$(PROTOS))
 PROTO_HDRS  := $(PROTO_SRCS:.c=.h)
 # The library, one room per subsystem (plugin/lib/ROOM/, README "Layout").
-LIB_SRCS    := $(wildcard plugin/lib/*/*.c)
+LIB_SRCS    := $(filter-out %.bpf.c,$(wildcard plugin/lib/*/*.c))
 LIB_OBJS    := $(patsubst plugin/lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS)) \
 	       $(PROTO_SRCS:.c=.o)
 # Applications of the library (plugin/app/ROOM/), linked into the command.
@@ -126,6 +137,20 @@ $(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS) $(CRIU_STAMP)
 	$(CC) $(CPPFLAGS) $(CRIU_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 # Made anew: a member of a file moved or removed must not linger.
+# BPF programs: compiled for the kernel, embedded in a libbpf skeleton.
+$(BUILD)/bpf/%.bpf.o: plugin/lib/track/%.bpf.c plugin/lib/track/punch_key.h
+	@mkdir -p $(@D)
+	$(CLANG) -O2 -g -target bpf -Wall -Werror -Iplugin/lib \
+		-idirafter /usr/include/$(shell $(CC) -print-multiarch 2>/dev/null) -c -o $@ $<
+
+$(BUILD)/bpf/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name uffdwp_$* > $@
+
+ifneq ($(HAVE_BPF),)
+$(BUILD)/lib/track/punchwatch.o: $(BUILD)/bpf/punch.skel.h
+$(BUILD)/lib/track/punchwatch.o: CPPFLAGS += -I$(BUILD)/bpf
+endif
+
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
@@ -212,7 +237,8 @@ lint:
 	scripts/lint-log.sh $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 		--suppress=missingIncludeSystem --inline-suppr \
-		-D_GNU_SOURCE -Iplugin/include -Iplugin/lib -Iplugin/app $(filter %.c,$(C_FILES))
+		-D_GNU_SOURCE -Iplugin/include -Iplugin/lib -Iplugin/app \
+		$(filter-out %.bpf.c,$(filter %.c,$(C_FILES)))
 
 install: all
 	install -D -m 0755 $(CLI) $(DESTDIR)$(BINDIR)/uffdwp

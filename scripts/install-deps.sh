@@ -10,6 +10,8 @@
 #   python3-protobuf     CRIU's zdtm and crit need it
 #   liblz4-dev, lz4      the benchmark compares against lz4
 #   clang, clang-format, cppcheck   fuzzing and `make lint`
+#   libbpf-dev, bpftool  (with clang) the tracker's BPF watch for holes
+#                        punched in shared memory (plugin/lib/track/punch.bpf.c)
 #   runc                 the runc tests (test_runtimes.py): checkpoint, restore
 #   podman               the podman tests; runs containers through runc
 #   busybox-static       the root of the test containers (with test/workloads/rt_wl)
@@ -26,5 +28,5 @@ $APT install -y -q --no-install-recommends \
 	build-essential pkg-config git \
 	libzstd-dev zstd libprotobuf-c-dev protobuf-c-compiler libnl-3-dev \
 	python3 python3-pytest python3-pytest-timeout python3-protobuf \
-	liblz4-dev lz4 clang clang-format cppcheck \
+	liblz4-dev lz4 clang clang-format cppcheck libbpf-dev bpftool \
 	runc podman busybox-static redis-server redis-tools

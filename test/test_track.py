@@ -5,6 +5,7 @@ Each round freezes the tree, scans, and reads every page through
 /proc/PID/mem; a page whose content changed since the previous round and is
 not in the scan's dirty set is a false negative, and fails the test.
 """
+import ctypes
 import json
 import os
 import random
@@ -764,3 +765,76 @@ def test_fork_probe_holds_under_load():
         for q in load:
             q.kill()
             q.wait()
+
+
+@pytest.mark.parametrize("kind", ["shmem", "memfd-closed", "sysv"])
+@pytest.mark.parametrize("then", ["nothing", "read", "written"])
+def test_shmem_hole_punched(wl, kind, then):
+    """MADV_REMOVE punches a hole in the shared object: the pages read as
+    zeros from then on, for every mapper. Where the pages were clean, the
+    kernel keeps their write protection as PTE markers, and a read maps the
+    new zero page protected too: no PTE says anything changed. The pages
+    must still be reported, and the object's other pages need not be."""
+    w = wl()
+    addr, length = w.map(1, kind, 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("remove 1 4 2")
+    if then == "read":
+        w.cmd("touch 1 4 2")
+    elif then == "written":
+        w.cmd("write 1 4 1 7")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr + 4 * PAGE, addr + 6 * PAGE) == 2
+    assert any(n["reason"] == "shmem-changed" for n in task(rep, w.pid)["notes"])
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
+
+
+def test_shmem_hole_punched_through_map_files(wl):
+    """Another process opens the object through /proc/PID/map_files, punches
+    a hole with fallocate() and closes it again between two scans: no fd is
+    left to see at the scan, the punch is seen as it happens."""
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    w.cmd("write 1 0 32 1")
+    t = Tracked(w)
+    t.round()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+    fd = os.open(f"/proc/{w.pid}/map_files/{addr:x}-{addr + length:x}", os.O_RDWR)
+    try:
+        # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        assert libc.fallocate(fd, 0x02 | 0x01, 8 * PAGE, PAGE) == 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr + 8 * PAGE, addr + 9 * PAGE) == 1
+
+
+def test_shmem_hole_punched_without_bpf(wl, monkeypatch):
+    """Without the BPF program (UFFDWP_NO_PUNCH_WATCH runs the holder as if
+    it could not be loaded) the object's ctime tells: a punch moves it, and
+    so does the first write through a mapping after a scan. An object
+    written or punched since the previous scan is dirty whole then; one
+    left alone stays clean."""
+    monkeypatch.setenv("UFFDWP_NO_PUNCH_WATCH", "1")
+    w = wl()
+    addr, length = w.map(1, "shmem", 32)
+    baddr, blength = w.map(2, "shmem", 16)
+    w.cmd("write 1 0 32 1")
+    w.cmd("write 2 0 16 1")
+    t = Tracked(w)
+    t.round()
+    w.cmd("remove 1 4 2")
+    w.cmd("touch 1 4 2")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 32
+    assert dirty_in(rep, w.pid, baddr, baddr + blength) == 0
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
+    w.cmd("write 2 3 1 5")
+    rep = t.round()
+    assert dirty_in(rep, w.pid, addr, addr + length) == 0
+    assert dirty_in(rep, w.pid, baddr, baddr + blength) == 16

@@ -9,6 +9,7 @@
  *   touch ID PAGE N        read pages (fault them in, no write)
  *   pwrite ID PAGE N SEED  write through the memfd's file descriptor
  *   dontneed ID PAGE N     madvise(MADV_DONTNEED)
+ *   remove ID PAGE N       madvise(MADV_REMOVE): a hole punched in a shared object
  *   pageout ID PAGE N      madvise(MADV_PAGEOUT): to swap, if there is any
  *   mprotect ID r|rw|none
  *   collapse ID            madvise(MADV_COLLAPSE); answers "ok RET ERRNO"
@@ -325,6 +326,11 @@ static void command(char *line)
 	}
 	if (!strcmp(op, "dontneed")) {
 		if (madvise(reg[id].addr + a * PG, b * PG, MADV_DONTNEED))
+			return wl_say("error madvise: %s", strerror(errno));
+		return wl_say("ok");
+	}
+	if (!strcmp(op, "remove")) {
+		if (madvise(reg[id].addr + a * PG, b * PG, MADV_REMOVE))
 			return wl_say("error madvise: %s", strerror(errno));
 		return wl_say("ok");
 	}

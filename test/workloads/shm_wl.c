@@ -28,7 +28,10 @@
  *           steps: the parent writes 1/16. Only the parent checks it.
  *   sparse  1/4 written at setup, the rest never touched (no data). Step t:
  *           the parent writes 1/32; the child reads 1/32 of the never-
- *           written pages (a read fault gives the object a zero page).
+ *           written pages (a read fault gives the object a zero page). Step
+ *           1: the child punches holes with MADV_REMOVE in 1/32 that held
+ *           data (they read as zeros from then on), then reads half of them
+ *           again (a new zero page, mapped write-protected).
  * What a page should hold is recomputed from the step counter alone.
  *
  * With "spin", a thread of the child writes all the time until step 3,
@@ -57,7 +60,7 @@ enum { R_MAIN, R_GONE, R_SPARSE, R__MAX };
 static const char *const rname[R__MAX] = {"main", "gone", "sparse"};
 
 /* Who wrote a page: part of its seed, so that each writer's data differs. */
-enum { W_INIT, W_PARENT, W_MEM, W_CHILD, W_DROPPED, W_GRANDCHILD };
+enum { W_INIT, W_PARENT, W_MEM, W_CHILD, W_DROPPED, W_GRANDCHILD, W_PUNCHED };
 
 static char *reg[R__MAX];
 static size_t npages;
@@ -101,6 +104,8 @@ static int writer(int r, size_t i, uint32_t t)
 			return W_CHILD;
 		return W_INIT;
 	case R_SPARSE:
+		if (t == 1 && (i + t) % 32 == 9)
+			return W_PUNCHED;
 		return (i + t) % 32 == 0 ? W_PARENT : W_INIT;
 	}
 	return W_INIT;
@@ -115,7 +120,9 @@ static uint32_t expect(int r, size_t i, uint32_t k)
 	for (t = 1; t <= k; t++) {
 		int w = writer(r, i, t);
 
-		if (w != W_INIT)
+		if (w == W_PUNCHED)
+			s = 0;
+		else if (w != W_INIT)
 			s = seed_of(r, w, t);
 	}
 	return s;
@@ -176,6 +183,11 @@ static void apply(uint32_t t)
 				wl_fill_page(p, s, i);
 				if (madvise(p, PG, MADV_DONTNEED))
 					wl_die("madvise");
+			} else if (is_child && w == W_PUNCHED) {
+				if (madvise(p, PG, MADV_REMOVE))
+					wl_die("madvise");
+				if (i % 64 == 8)
+					sink += *(volatile char *)p;
 			} else if (is_child && r == R_SPARSE && (i + t) % 32 == 16 &&
 				   !expect(r, i, t))
 				sink += *(volatile char *)p;

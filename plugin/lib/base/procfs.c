@@ -507,6 +507,21 @@ int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
 	return 0;
 }
 
+int uffdwp_map_file_ctime(pid_t pid, uint64_t start, uint64_t end, const struct uffdwp_obj_id *id,
+			  uint64_t *ctime_ns)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, pid, start, end);
+	if (stat(path, &st))
+		return -errno;
+	if (st.st_dev != id->dev || st.st_ino != id->ino)
+		return -ESTALE;
+	*ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull + (uint64_t)st.st_ctim.tv_nsec;
+	return 0;
+}
+
 int uffdwp_sysv_shm_info(int shmid, unsigned long *nattch, uint64_t *atime, uint64_t *dtime)
 {
 	char *line = NULL;

@@ -98,6 +98,14 @@ int uffdwp_proc_find_outside_users(const struct uffdwp_obj_id *objs, size_t nr,
 				   const pid_t *tracked, size_t ntracked, pid_t trusted,
 				   bool *seen);
 
+/*
+ * Change time (ns) of the object @pid maps at [@start, @end), through
+ * /proc/PID/map_files (which needs CAP_SYS_ADMIN). Returns 0, -ESTALE if
+ * what is mapped there now is not @id, or -errno.
+ */
+int uffdwp_map_file_ctime(pid_t pid, uint64_t start, uint64_t end, const struct uffdwp_obj_id *id,
+			  uint64_t *ctime_ns);
+
 /* Whether @pid is a zombie (or dead); false if it does not exist at all. */
 bool uffdwp_proc_is_zombie(pid_t pid);
 

@@ -16,6 +16,7 @@ static const char *const reason_names[UFFDWP_R__MAX] = {
     [UFFDWP_R_NOT_DUMPED] = "not-dumped",
     [UFFDWP_R_SHMEM_UNMAPPED] = "shmem-unmapped",
     [UFFDWP_R_SHMEM_FORKED] = "shmem-forked",
+    [UFFDWP_R_SHMEM_CHANGED] = "shmem-changed",
 };
 
 const char *uffdwp_reason_name(enum uffdwp_reason r)

@@ -6,9 +6,11 @@
  */
 #define LOG_PREFIX "tracker: "
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "track/tracker_priv.h"
 
 static int obj_add_win(struct shm_obj *o, pid_t pid, const struct uffdwp_vma *v)
@@ -32,6 +34,7 @@ void trk_obj_fini(struct shm_obj *o)
 	uffdwp_rangeset__fini(&o->dirty);
 	uffdwp_rangeset__fini(&o->gone);
 	uffdwp_rangeset__fini(&o->forked);
+	uffdwp_rangeset__fini(&o->changed);
 	free(o->prev);
 	free(o->cur);
 }
@@ -145,7 +148,67 @@ static int shm_project(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
 		err = shm_note(tr, v, &o->gone, UFFDWP_R_SHMEM_UNMAPPED);
 	if (!err)
 		err = shm_note(tr, v, &o->forked, UFFDWP_R_SHMEM_FORKED);
+	if (!err)
+		err = shm_note(tr, v, &o->changed, UFFDWP_R_SHMEM_CHANGED);
 	return err;
+}
+
+/*
+ * Whether a hole may have been punched in the object since the previous
+ * scan (MADV_REMOVE through any mapping, or fallocate()). A punch zaps
+ * every mapper's PTEs; where they were write-protected the kernel leaves
+ * protected markers, and the page a later fault maps is protected too:
+ * the page now reads as zeros and no page table says it changed. With
+ * the punch watch the count of fallocate() calls on the object says it;
+ * without, the object's ctime, which a punch moves, and so does the first
+ * write through a mapping after each scan: then a written object is dirty
+ * whole.
+ */
+static bool shm_maybe_punched(struct uffdwp_tracker *t, struct shm_obj *o, bool lost)
+{
+	const struct shm_win *w = &o->prev[0]; /* this scan's windows, by now */
+	bool was = o->watched, same;
+	uint64_t n = 0;
+	int err;
+
+	if (t->pw && !o->watched && !uffdwp_punchwatch__watch(t->pw, &o->id)) {
+		o->watched = true;
+		o->punches = 0;
+	}
+	if (o->watched) {
+		err = uffdwp_punchwatch__count(t->pw, &o->id, &n);
+		if (!err && was) {
+			same = !lost && n == o->punches;
+			o->punches = n;
+			o->ctime_known = false;
+			return !same;
+		}
+		/* Watched from now on; what came before, the ctime says. */
+		o->watched = !err;
+		o->punches = n;
+	}
+	err = uffdwp_map_file_ctime(w->pid, w->start, w->end, &o->id, &n);
+	if (err)
+		pr_debug("ctime of the object at %" PRIx64 " in %d: %s\n", w->start, w->pid,
+			 uffdwp_strerror(-err));
+	same = !err && o->ctime_known && n == o->ctime_ns;
+	o->ctime_known = !err;
+	o->ctime_ns = n;
+	return !same;
+}
+
+/* All of the object's windows, dirty for a hole punched. */
+static int shm_dirty_windows(struct shm_obj *o)
+{
+	size_t c;
+
+	for (c = 0; c < o->nr_prev; c++) {
+		const struct shm_win *x = &o->prev[c];
+
+		if (uffdwp_rangeset__add(&o->changed, x->pgoff, x->pgoff + (x->end - x->start)))
+			return -ENOMEM;
+	}
+	return uffdwp_rangeset__add_set(&o->dirty, &o->changed) ? -ENOMEM : 0;
 }
 
 /*
@@ -163,6 +226,7 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 	pid_t *pids = NULL;
 	bool *seen = NULL;
 	size_t i, n = 0;
+	bool lost = false;
 	int err = 0;
 
 	for (i = 0; i < t->nr_objs; i++) {
@@ -172,6 +236,7 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 		uffdwp_rangeset__clear(&t->objs[i].dirty);
 		uffdwp_rangeset__clear(&t->objs[i].gone);
 		uffdwp_rangeset__clear(&t->objs[i].forked);
+		uffdwp_rangeset__clear(&t->objs[i].changed);
 	}
 
 	/* Gather each object's dirty offsets from every mapper. */
@@ -213,6 +278,25 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 	rep->shmem_objects = n;
 	if (!n)
 		return 0;
+	if (!t->pw_tried) {
+		t->pw_tried = true;
+		/* UFFDWP_NO_PUNCH_WATCH=1 runs as if BPF could not be had (tests). */
+		err = getenv("UFFDWP_NO_PUNCH_WATCH") ? -ENOSYS : uffdwp_punchwatch__new(&t->pw);
+		if (err)
+			pr_warn("holes punched in shared memory are not watched (%s): a shared "
+				"object written since the previous scan is dirty whole\n",
+				err == -ENOSYS	     ? "UFFDWP_NO_PUNCH_WATCH is set"
+				: err == -EOPNOTSUPP ? "built without libbpf"
+						     : uffdwp_strerror(-err));
+		err = 0;
+	}
+	if (t->pw) {
+		uint64_t nl = UINT64_MAX;
+
+		uffdwp_punchwatch__lost(t->pw, &nl);
+		lost = nl != t->pw_lost;
+		t->pw_lost = nl;
+	}
 
 	ids = calloc(t->nr_objs, sizeof(*ids));
 	idx = calloc(t->nr_objs, sizeof(*idx));
@@ -268,6 +352,11 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 			o->dtime = dt;
 			o->times_known = true;
 		}
+		if (!o->tainted && shm_maybe_punched(t, o, lost)) {
+			err = shm_dirty_windows(o);
+			if (err)
+				goto out;
+		}
 		rep->shmem_shared_objects += o->tainted;
 	}
 
@@ -287,10 +376,13 @@ void trk_gc_objs(struct uffdwp_tracker *t)
 	size_t i, k = 0;
 
 	for (i = 0; i < t->nr_objs; i++) {
-		if (t->objs[i].used)
+		if (t->objs[i].used) {
 			t->objs[k++] = t->objs[i];
-		else
-			trk_obj_fini(&t->objs[i]);
+			continue;
+		}
+		if (t->objs[i].watched)
+			uffdwp_punchwatch__unwatch(t->pw, &t->objs[i].id);
+		trk_obj_fini(&t->objs[i]);
 	}
 	t->nr_objs = k;
 }

@@ -683,6 +683,7 @@ void uffdwp_tracker__stop(struct uffdwp_tracker *t, bool recollapse,
 	for (i = 0; i < t->nr_objs; i++)
 		trk_obj_fini(&t->objs[i]);
 	uffdwp_forkwatch__close(t->fw);
+	uffdwp_punchwatch__free(t->pw);
 	free(t->objs);
 	free(t->tasks);
 	free(t);

@@ -34,6 +34,7 @@ enum uffdwp_reason {
 	UFFDWP_R_NOT_DUMPED,	 /* file-backed shared or special mapping: not memory to dump */
 	UFFDWP_R_SHMEM_UNMAPPED, /* a mapping of the shared object went away, with its writes */
 	UFFDWP_R_SHMEM_FORKED,	 /* a mapper forked: the child may have written it and gone */
+	UFFDWP_R_SHMEM_CHANGED,	 /* the shared object's ctime moved: a hole punched, a resize */
 	UFFDWP_R__MAX,
 };
 

@@ -13,6 +13,7 @@
 
 #include "base/pagemap.h"
 #include "base/procfs.h"
+#include "track/punchwatch.h"
 #include "base/rangeset.h"
 #include "track/tracker.h"
 
@@ -56,9 +57,14 @@ struct shm_obj {
 	unsigned long tracked_attach;
 	uint64_t atime, dtime;
 	bool times_known;
-	struct uffdwp_rangeset dirty;  /* object offsets, this scan */
-	struct uffdwp_rangeset gone;   /* of it, windows of mappings gone since the last scan */
-	struct uffdwp_rangeset forked; /* of it, windows of mappers that forked since then */
+	uint64_t ctime_ns; /* the object's inode change time at the previous scan */
+	bool ctime_known;
+	bool watched;			/* its holes punched are counted (punchwatch.h) */
+	uint64_t punches;		/* the count at the previous scan */
+	struct uffdwp_rangeset dirty;	/* object offsets, this scan */
+	struct uffdwp_rangeset gone;	/* of it, windows of mappings gone since the last scan */
+	struct uffdwp_rangeset forked;	/* of it, windows of mappers that forked since then */
+	struct uffdwp_rangeset changed; /* of it, windows dirty because its ctime moved */
 };
 
 struct uffdwp_tracker {
@@ -71,6 +77,9 @@ struct uffdwp_tracker {
 	size_t nr_objs;
 	struct uffdwp_forkwatch *fw; /* NULL: forks are not seen, shared objects always dirty */
 	pid_t requester; /* asks for the scans, its fds and maps do not count; 0: none */
+	struct uffdwp_punchwatch *pw; /* NULL: holes punched seen only in the ctime */
+	bool pw_tried;
+	uint64_t pw_lost; /* its count of calls it could not place, at the previous scan */
 };
 
 struct task_scan_state {
