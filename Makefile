@@ -136,7 +136,6 @@ $(BUILD)/criu/%.o: plugin/criu/%.c $(PROTO_HDRS) $(CRIU_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CRIU_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-# Made anew: a member of a file moved or removed must not linger.
 # BPF programs: compiled for the kernel, embedded in a libbpf skeleton.
 $(BUILD)/bpf/%.bpf.o: plugin/lib/track/%.bpf.c plugin/lib/track/punch_key.h
 	@mkdir -p $(@D)
@@ -151,6 +150,7 @@ $(BUILD)/lib/track/punchwatch.o: $(BUILD)/bpf/punch.skel.h
 $(BUILD)/lib/track/punchwatch.o: CPPFLAGS += -I$(BUILD)/bpf
 endif
 
+# Made anew: a member of a file moved or removed must not linger.
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^

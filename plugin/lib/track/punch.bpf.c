@@ -126,9 +126,8 @@ static long on_vma(struct task_struct *task, struct vm_area_struct *vma, void *d
 	return 0;
 }
 
-static void count_range(unsigned long start, unsigned long len)
+static void count_range(struct task_struct *task, unsigned long start, unsigned long len)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	unsigned long end = start + len;
 	struct vma_walk w = {};
 	int i;
@@ -147,9 +146,8 @@ static void count_range(unsigned long start, unsigned long len)
 		count_lost();
 }
 
-static void count_fd(unsigned long fd)
+static void count_fd(struct task_struct *task, unsigned long fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds, *f = NULL;
 
@@ -178,9 +176,9 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	}
 	if (nr == __NR_madvise) {
 		if (BPF_CORE_READ(regs, dx) == MADV_REMOVE)
-			count_range(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si));
+			count_range(task, BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si));
 	} else if (nr == __NR_fallocate) {
-		count_fd(BPF_CORE_READ(regs, di));
+		count_fd(task, BPF_CORE_READ(regs, di));
 	}
 	return 0;
 }

@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Counting holes punched in shared objects with BPF (punchwatch.h). */
-#define LOG_PREFIX "punchwatch: "
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/sysmacros.h>
 
-#include "base/log.h"
 #include "track/punchwatch.h"
 
 #ifdef UFFDWP_HAVE_BPF

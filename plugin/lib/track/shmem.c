@@ -34,7 +34,6 @@ void trk_obj_fini(struct shm_obj *o)
 	uffdwp_rangeset__fini(&o->dirty);
 	uffdwp_rangeset__fini(&o->gone);
 	uffdwp_rangeset__fini(&o->forked);
-	uffdwp_rangeset__fini(&o->changed);
 	free(o->prev);
 	free(o->cur);
 }
@@ -144,12 +143,14 @@ static int shm_project(struct shm_obj *o, const struct uffdwp_vma *v, pid_t pid,
 		return err ? err : trk_note_add(tr, v->start, v->end, UFFDWP_R_SHMEM_SHARED, 0);
 	}
 	err = uffdwp_rangeset__add_clipped(&s->dirty, &o->dirty, v->pgoff, end, delta);
+	if (!err && o->punched)
+		err = uffdwp_rangeset__add(&s->dirty, v->start, v->end);
 	if (!err)
 		err = shm_note(tr, v, &o->gone, UFFDWP_R_SHMEM_UNMAPPED);
 	if (!err)
 		err = shm_note(tr, v, &o->forked, UFFDWP_R_SHMEM_FORKED);
-	if (!err)
-		err = shm_note(tr, v, &o->changed, UFFDWP_R_SHMEM_CHANGED);
+	if (!err && o->punched)
+		err = trk_note_add(tr, v->start, v->end, UFFDWP_R_SHMEM_CHANGED, 0);
 	return err;
 }
 
@@ -197,20 +198,6 @@ static bool shm_maybe_punched(struct uffdwp_tracker *t, struct shm_obj *o, bool 
 	return !same;
 }
 
-/* All of the object's windows, dirty for a hole punched. */
-static int shm_dirty_windows(struct shm_obj *o)
-{
-	size_t c;
-
-	for (c = 0; c < o->nr_prev; c++) {
-		const struct shm_win *x = &o->prev[c];
-
-		if (uffdwp_rangeset__add(&o->changed, x->pgoff, x->pgoff + (x->end - x->start)))
-			return -ENOMEM;
-	}
-	return uffdwp_rangeset__add_set(&o->dirty, &o->changed) ? -ENOMEM : 0;
-}
-
 /*
  * Shared memory: a page written through one mapper's page table shows
  * only in that table, so an object's dirty set is the union over its
@@ -236,7 +223,6 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 		uffdwp_rangeset__clear(&t->objs[i].dirty);
 		uffdwp_rangeset__clear(&t->objs[i].gone);
 		uffdwp_rangeset__clear(&t->objs[i].forked);
-		uffdwp_rangeset__clear(&t->objs[i].changed);
 	}
 
 	/* Gather each object's dirty offsets from every mapper. */
@@ -352,11 +338,7 @@ int trk_shmem_pass(struct uffdwp_tracker *t, struct task_scan_state *st, struct 
 			o->dtime = dt;
 			o->times_known = true;
 		}
-		if (!o->tainted && shm_maybe_punched(t, o, lost)) {
-			err = shm_dirty_windows(o);
-			if (err)
-				goto out;
-		}
+		o->punched = !o->tainted && shm_maybe_punched(t, o, lost);
 		rep->shmem_shared_objects += o->tainted;
 	}
 

@@ -59,12 +59,12 @@ struct shm_obj {
 	bool times_known;
 	uint64_t ctime_ns; /* the object's inode change time at the previous scan */
 	bool ctime_known;
-	bool watched;			/* its holes punched are counted (punchwatch.h) */
-	uint64_t punches;		/* the count at the previous scan */
-	struct uffdwp_rangeset dirty;	/* object offsets, this scan */
-	struct uffdwp_rangeset gone;	/* of it, windows of mappings gone since the last scan */
-	struct uffdwp_rangeset forked;	/* of it, windows of mappers that forked since then */
-	struct uffdwp_rangeset changed; /* of it, windows dirty because its ctime moved */
+	bool punched;	  /* a hole may have been punched in it since the last scan: dirty whole */
+	bool watched;	  /* its holes punched are counted (punchwatch.h) */
+	uint64_t punches; /* the count at the previous scan */
+	struct uffdwp_rangeset dirty;  /* object offsets, this scan */
+	struct uffdwp_rangeset gone;   /* of it, windows of mappings gone since the last scan */
+	struct uffdwp_rangeset forked; /* of it, windows of mappers that forked since then */
 };
 
 struct uffdwp_tracker {
